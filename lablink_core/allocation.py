@@ -1,0 +1,219 @@
+"""Assigning VMs to researchers, race-free.
+
+A claim is one statement: ``UPDATE ... WHERE hostname = (SELECT ... FOR UPDATE SKIP LOCKED
+LIMIT 1)``, so concurrent requests lock different free rows and never share one. A partial
+unique index on ``user_email`` makes "one VM per email" a fact of the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import IntegrityError
+
+from lablink_core.crd import CrdCommand, parse_crd_command
+from lablink_core.errors import InvalidInput, NoVMAvailable, NotFound, SeatTaken
+from lablink_core.validation import normalize_email, validate_hostname
+
+SEAT_TAKEN_MESSAGE = (
+    "{email} already holds a VM. Open the page from the browser you used before, "
+    "or ask an admin to release it."
+)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What a researcher is told: which VM, its PIN, and the token that proves the seat."""
+
+    hostname: str
+    email: str
+    pin: str
+    seat_token: str
+    generation: int
+    crd: CrdCommand
+    renewed: bool = False
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_pin() -> str:
+    """Six random digits: what Chrome Remote Desktop asks for, never a constant."""
+    return f"{secrets.randbelow(10**6):06d}"
+
+
+def new_seat_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Allocator:
+    """Claims, renews and releases VMs for researchers. Thread-safe; owns no connection."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        table_name: str,
+        *,
+        release_policy: str = "reuse",
+        pin_factory: Callable[[], str] = new_pin,
+        token_factory: Callable[[], str] = new_seat_token,
+    ) -> None:
+        self._engine = engine
+        self._table = table_name
+        self._release_status = "available" if release_policy == "reuse" else "recycling"
+        self._new_pin = pin_factory
+        self._new_token = token_factory
+
+    def request_vm(self, email: object, crd_command: object, seat_token: str | None = None) -> Assignment:
+        """Assign a free VM to ``email``, or renew the CRD command of the VM it already holds.
+
+        Raises InvalidInput, SeatTaken (the email holds a VM and the token does not match),
+        or NoVMAvailable.
+        """
+        address = normalize_email(email)
+        crd = parse_crd_command(crd_command)
+        if seat_token:
+            renewed = self._renew(address, crd, seat_token)
+            if renewed is not None:
+                return renewed
+        try:
+            claimed = self._claim(address, crd)
+        except IntegrityError as error:
+            # Another request for the same email won the race for the unique index.
+            raise SeatTaken(SEAT_TAKEN_MESSAGE.format(email=address), field="email") from error
+        if claimed is not None:
+            return claimed
+        if self.holder_of(address) is not None:
+            raise SeatTaken(SEAT_TAKEN_MESSAGE.format(email=address), field="email")
+        raise NoVMAvailable("No VM is free right now. Please try again in a minute.")
+
+    def _claim(self, email: str, crd: CrdCommand) -> Assignment | None:
+        token, pin = self._new_token(), self._new_pin()
+        statement = text(
+            f"""
+            UPDATE {self._table} SET
+                status = 'assigned', user_email = :email, crd_code = :code,
+                crd_redirect_url = :url, pin = :pin, seat_token_hash = :token_hash,
+                generation = generation + 1, assigned_at = now(), in_use = false
+            WHERE hostname = (
+                SELECT hostname FROM {self._table}
+                WHERE status = 'available' AND user_email IS NULL
+                ORDER BY registered_at
+                FOR UPDATE SKIP LOCKED
+                LIMIT 1)
+            RETURNING hostname, generation
+            """
+        )
+        params = {"email": email, "code": crd.code, "url": crd.redirect_url, "pin": pin}
+        with self._engine.begin() as connection:
+            row = connection.execute(statement, {**params, "token_hash": hash_token(token)}).first()
+        if row is None:
+            return None
+        return Assignment(row.hostname, email, pin, token, row.generation, crd)
+
+    def _renew(self, email: str, crd: CrdCommand, seat_token: str) -> Assignment | None:
+        """Deliver a fresh CRD command to the VM this seat holds. None if it holds none."""
+        with self._engine.begin() as connection:
+            row = self._lock_seat(connection, email)
+            if row is None:
+                return None
+            if not _token_matches(seat_token, row.seat_token_hash):
+                raise SeatTaken(SEAT_TAKEN_MESSAGE.format(email=email), field="seat_token")
+            generation = connection.execute(
+                text(
+                    f"UPDATE {self._table} SET crd_code = :code, crd_redirect_url = :url, "
+                    "generation = generation + 1 WHERE hostname = :hostname RETURNING generation"
+                ),
+                {"code": crd.code, "url": crd.redirect_url, "hostname": row.hostname},
+            ).scalar_one()
+        return Assignment(row.hostname, email, row.pin, seat_token, generation, crd, renewed=True)
+
+    def _lock_seat(self, connection: Connection, email: str) -> object | None:
+        return connection.execute(
+            text(
+                f"SELECT hostname, pin, seat_token_hash FROM {self._table} "
+                "WHERE user_email = :email FOR UPDATE"
+            ),
+            {"email": email},
+        ).first()
+
+    def holder_of(self, email: object) -> str | None:
+        """The hostname that ``email`` holds, or None."""
+        address = normalize_email(email)
+        with self._engine.connect() as connection:
+            value = connection.execute(
+                text(f"SELECT hostname FROM {self._table} WHERE user_email = :email"),
+                {"email": address},
+            ).scalar()
+        return str(value) if value is not None else None
+
+    def seat(self, email: object, seat_token: str) -> str | None:
+        """The hostname held by this email and token (for a returning browser), or None."""
+        address = normalize_email(email)
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                text(f"SELECT hostname, seat_token_hash FROM {self._table} WHERE user_email = :e"),
+                {"e": address},
+            ).first()
+        if row is None or not _token_matches(seat_token, row.seat_token_hash):
+            return None
+        return str(row.hostname)
+
+    def release(self, email: object, seat_token: str) -> str:
+        """The researcher gives their VM back. Returns the hostname released."""
+        address = normalize_email(email)
+        with self._engine.begin() as connection:
+            row = self._lock_seat(connection, address)
+            if row is None:
+                raise NotFound(f"{address} holds no VM.", field="email")
+            if not _token_matches(seat_token, row.seat_token_hash):
+                raise SeatTaken(SEAT_TAKEN_MESSAGE.format(email=address), field="seat_token")
+            self._free(connection, str(row.hostname))  # type: ignore[attr-defined]
+        return str(row.hostname)  # type: ignore[attr-defined]
+
+    def release_hostname(self, hostname: object) -> None:
+        """An admin frees a VM, whoever holds it."""
+        name = validate_hostname(hostname)
+        with self._engine.begin() as connection:
+            if not self._free(connection, name):
+                raise NotFound(f"No VM named {name} is assigned.", field="hostname")
+
+    def _free(self, connection: Connection, hostname: str) -> bool:
+        result = connection.execute(
+            text(
+                f"""
+                UPDATE {self._table} SET
+                    status = :status, user_email = NULL, crd_code = NULL,
+                    crd_redirect_url = NULL, pin = NULL, seat_token_hash = NULL,
+                    in_use = false, assigned_at = NULL, generation = generation + 1
+                WHERE hostname = :hostname AND user_email IS NOT NULL
+                """
+            ),
+            {"status": self._release_status, "hostname": hostname},
+        )
+        return result.rowcount == 1
+
+    def free_count(self) -> int:
+        with self._engine.connect() as connection:
+            return int(
+                connection.execute(
+                    text(
+                        f"SELECT count(*) FROM {self._table} "
+                        "WHERE status = 'available' AND user_email IS NULL"
+                    )
+                ).scalar_one()
+            )
+
+
+def _token_matches(token: str | None, stored_hash: object) -> bool:
+    if not token or not isinstance(stored_hash, str):
+        return False
+    if len(token) > 256:
+        raise InvalidInput("seat token is too long", field="seat_token")
+    return hmac.compare_digest(hash_token(token), stored_hash)

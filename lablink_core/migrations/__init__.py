@@ -1,0 +1,1 @@
+"""Alembic migrations of the allocator's schema (run by `lablink db upgrade`)."""

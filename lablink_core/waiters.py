@@ -1,0 +1,103 @@
+"""VMs waiting for an assignment, each an asyncio future: no thread, no connection.
+
+A waiter subscribes *before* it reads the VM's current state, so an assignment that commits
+between the read and the wait still wakes it. Woken hostnames are fetched in one query per
+batch of notifications, so one statement assigning a thousand VMs costs one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from lablink_core.listener import Notification, NotificationListener
+from lablink_core.vms import VMTask
+
+_WAKING = frozenset({"assigned", "released"})
+
+
+@dataclass(eq=False)
+class Waiter:
+    """One VM waiting for a task newer than ``after_generation``."""
+
+    hostname: str
+    after_generation: int
+    future: asyncio.Future[VMTask] = field(repr=False)
+
+    async def wait(self, timeout: float) -> VMTask | None:
+        """The new task, or None when ``timeout`` seconds pass first."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.future), timeout)
+        except TimeoutError:
+            return None
+
+    def offer(self, task: VMTask) -> bool:
+        if self.future.done() or task.generation <= self.after_generation:
+            return False
+        self.future.set_result(task)
+        return True
+
+
+class AssignmentWaiters:
+    """The room where VMs wait; fed by the process's :class:`NotificationListener`."""
+
+    def __init__(
+        self,
+        listener: NotificationListener,
+        fetch_tasks: Callable[[Sequence[str]], dict[str, VMTask]],
+    ) -> None:
+        self._fetch_tasks = fetch_tasks
+        self._waiters: dict[str, set[Waiter]] = {}
+        self.wakeups = 0
+        self._unsubscribe = listener.subscribe(self)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    @property
+    def count(self) -> int:
+        return sum(len(group) for group in self._waiters.values())
+
+    @asynccontextmanager
+    async def waiting(self, hostname: str, after_generation: int) -> AsyncIterator[Waiter]:
+        """Register a waiter for the block's duration; read the current state inside it."""
+        waiter = Waiter(hostname, after_generation, asyncio.get_running_loop().create_future())
+        self._waiters.setdefault(hostname, set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            group = self._waiters.get(hostname)
+            if group is not None:
+                group.discard(waiter)
+                if not group:
+                    del self._waiters[hostname]
+            if not waiter.future.done():
+                waiter.future.cancel()
+
+    def on_notifications(self, notifications: list[Notification]) -> None:
+        names = {
+            n.hostname
+            for n in notifications
+            if n.what in _WAKING and self._wants(n.hostname, n.generation)
+        }
+        if names:
+            asyncio.get_running_loop().create_task(self._wake(sorted(names)))
+
+    def on_resync(self) -> None:
+        if self._waiters:
+            asyncio.get_running_loop().create_task(self._wake(sorted(self._waiters)))
+
+    def _wants(self, hostname: str, generation: int) -> bool:
+        return any(w.after_generation < generation for w in self._waiters.get(hostname, ()))
+
+    async def _wake(self, hostnames: list[str]) -> None:
+        tasks = await asyncio.to_thread(self._fetch_tasks, hostnames)
+        for name in hostnames:
+            task = tasks.get(name)
+            if task is None:
+                continue
+            for waiter in list(self._waiters.get(name, ())):
+                if waiter.offer(task):
+                    self.wakeups += 1
