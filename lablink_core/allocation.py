@@ -12,12 +12,14 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Row, text
 from sqlalchemy.exc import IntegrityError
 
 from lablink_core.crd import CrdCommand, parse_crd_command
-from lablink_core.errors import InvalidInput, NoVMAvailable, NotFound, SeatTaken
+from lablink_core.errors import InvalidInput, NotFound, NoVMAvailable, SeatTaken
+from lablink_core.models import checked_identifier
 from lablink_core.validation import normalize_email, validate_hostname
 
 SEAT_TAKEN_MESSAGE = (
@@ -65,12 +67,14 @@ class Allocator:
         token_factory: Callable[[], str] = new_seat_token,
     ) -> None:
         self._engine = engine
-        self._table = table_name
+        self._table = checked_identifier(table_name)
         self._release_status = "available" if release_policy == "reuse" else "recycling"
         self._new_pin = pin_factory
         self._new_token = token_factory
 
-    def request_vm(self, email: object, crd_command: object, seat_token: str | None = None) -> Assignment:
+    def request_vm(
+        self, email: object, crd_command: object, seat_token: str | None = None
+    ) -> Assignment:
         """Assign a free VM to ``email``, or renew the CRD command of the VM it already holds.
 
         Raises InvalidInput, SeatTaken (the email holds a VM and the token does not match),
@@ -134,7 +138,7 @@ class Allocator:
             ).scalar_one()
         return Assignment(row.hostname, email, row.pin, seat_token, generation, crd, renewed=True)
 
-    def _lock_seat(self, connection: Connection, email: str) -> object | None:
+    def _lock_seat(self, connection: Connection, email: str) -> Row[Any] | None:
         return connection.execute(
             text(
                 f"SELECT hostname, pin, seat_token_hash FROM {self._table} "
@@ -174,8 +178,8 @@ class Allocator:
                 raise NotFound(f"{address} holds no VM.", field="email")
             if not _token_matches(seat_token, row.seat_token_hash):
                 raise SeatTaken(SEAT_TAKEN_MESSAGE.format(email=address), field="seat_token")
-            self._free(connection, str(row.hostname))  # type: ignore[attr-defined]
-        return str(row.hostname)  # type: ignore[attr-defined]
+            self._free(connection, str(row.hostname))
+        return str(row.hostname)
 
     def release_hostname(self, hostname: object) -> None:
         """An admin frees a VM, whoever holds it."""

@@ -17,7 +17,7 @@ import yaml
 
 _IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
 SECRET_KEYS = frozenset({"db.password", "db.url", "app.admin_password", "app.secret_key"})
-DEV_ADMIN_PASSWORD_HINT = "generated at first start and printed once"
+DEV_ADMIN_PASSWORD_HINT = "generated at first start and printed once"  # noqa: S105
 
 
 class ConfigError(ValueError):
@@ -28,7 +28,14 @@ class ConfigError(ValueError):
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-class DatabaseConfig(param.Parameterized):
+class Section(param.Parameterized):
+    """A group of settings. (Gives ``param``'s untyped constructor a typed signature.)"""
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)  # type: ignore[no-untyped-call]
+
+
+class DatabaseConfig(Section):
     """Where the VM table lives. Leave ``host`` and ``url`` empty to run a private PostgreSQL."""
 
     url = param.String(
@@ -54,7 +61,7 @@ class DatabaseConfig(param.Parameterized):
     )
 
 
-class MachineConfig(param.Parameterized):
+class MachineConfig(Section):
     """What a client VM is: the seed's ``machine.*`` keys."""
 
     machine_type = param.String(default="g4dn.xlarge", doc="EC2 instance type of client VMs.")
@@ -72,10 +79,10 @@ class MachineConfig(param.Parameterized):
     )
 
 
-class AppConfig(param.Parameterized):
+class AppConfig(Section):
     """The allocator server itself."""
 
-    mode = param.Selector(
+    mode: param.Selector[str] = param.Selector(
         default="local",
         objects=["local", "production"],
         doc="'local' may generate an admin password; 'production' requires one to be set.",
@@ -110,20 +117,20 @@ class AppConfig(param.Parameterized):
     unresponsive_after_seconds = param.Number(
         default=120.0, bounds=(5.0, 86400.0), doc="Silence after which a VM shows as unresponsive."
     )
-    release_policy = param.Selector(
+    release_policy: param.Selector[str] = param.Selector(
         default="reuse",
         objects=["reuse", "recycle"],
         doc="What a released VM becomes: available again, or marked for recycling.",
     )
 
 
-class FleetConfig(param.Parameterized):
+class FleetConfig(Section):
     """How VMs are launched and destroyed."""
 
-    provider = param.Selector(
+    provider: param.Selector[str] = param.Selector(
         default="auto",
         objects=["auto", "local", "aws"],
-        doc="'local' runs VM processes here; 'aws' uses Terraform; 'auto' picks aws if keys are set.",
+        doc="'local': VM processes on this machine; 'aws': Terraform; 'auto': aws if keys are set.",
     )
     max_instances = param.Integer(default=500, bounds=(1, 10000), doc="Largest fleet allowed.")
     terraform_parallelism = param.Integer(
@@ -134,18 +141,17 @@ class FleetConfig(param.Parameterized):
     )
 
 
-class LablinkConfig(param.Parameterized):
+class LablinkConfig(Section):
     """The whole configuration tree."""
 
-    db = param.ClassSelector(class_=DatabaseConfig, default=None, doc="Database settings.")
-    machine = param.ClassSelector(class_=MachineConfig, default=None, doc="Client VM settings.")
-    app = param.ClassSelector(class_=AppConfig, default=None, doc="Server settings.")
-    fleet = param.ClassSelector(class_=FleetConfig, default=None, doc="Fleet settings.")
-
-    def __init__(self, **params: Any) -> None:
-        for name, cls in _SECTIONS.items():
-            params.setdefault(name, cls())
-        super().__init__(**params)
+    db = param.ClassSelector(
+        class_=DatabaseConfig, default=DatabaseConfig(), doc="Database settings."
+    )
+    machine = param.ClassSelector(
+        class_=MachineConfig, default=MachineConfig(), doc="Client VM settings."
+    )
+    app = param.ClassSelector(class_=AppConfig, default=AppConfig(), doc="Server settings.")
+    fleet = param.ClassSelector(class_=FleetConfig, default=FleetConfig(), doc="Fleet settings.")
 
     def section(self, name: str) -> param.Parameterized:
         value: param.Parameterized = getattr(self, name)
@@ -181,7 +187,7 @@ def _keys(section: param.Parameterized) -> list[str]:
     return [k for k in section.param if k != "name"]
 
 
-def _coerce_text(parameter: param.Parameter, text: str) -> Any:
+def _coerce_text(parameter: param.Parameter[Any], text: str) -> Any:
     """Environment variables are text: turn them into the parameter's type."""
     if isinstance(parameter, param.Boolean):
         lowered = text.strip().lower()
@@ -199,7 +205,7 @@ def _coerce_text(parameter: param.Parameter, text: str) -> Any:
     return text
 
 
-def _describe(parameter: param.Parameter) -> str:
+def _describe(parameter: param.Parameter[Any]) -> str:
     kind = type(parameter).__name__.lower()
     bounds = getattr(parameter, "bounds", None)
     if isinstance(parameter, param.Selector):
@@ -212,7 +218,9 @@ def _describe(parameter: param.Parameter) -> str:
 def _apply(config: LablinkConfig, dotted: str, value: Any, problems: list[str]) -> None:
     section_name, _, key = dotted.partition(".")
     if section_name not in _SECTIONS:
-        problems.append(f"{dotted}: unknown section {section_name!r} (known: {', '.join(_SECTIONS)})")
+        problems.append(
+            f"{dotted}: unknown section {section_name!r} (known: {', '.join(_SECTIONS)})"
+        )
         return
     section = config.section(section_name)
     if key not in _keys(section):

@@ -23,7 +23,7 @@ def make_engine(url: str | URL, *, pool_size: int = 10, **kwargs: object) -> Eng
         pool_pre_ping=True,
         pool_timeout=10,
         connect_args={"connect_timeout": 5, "application_name": "lablink"},
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 

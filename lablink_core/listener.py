@@ -8,6 +8,8 @@ subscriber to re-read what it cares about, because NOTIFYs sent while away are g
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -17,6 +19,8 @@ from typing import Any, Protocol
 import psycopg2
 import psycopg2.extensions
 from sqlalchemy.engine import make_url
+
+from lablink_core.models import checked_identifier
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,7 @@ class NotificationListener:
         max_backoff: float = 1.0,
     ) -> None:
         self._dsn = libpq_dsn(url)
-        self._channel = channel
+        self._channel = checked_identifier(channel)
         self._connect = connect
         self._max_backoff = max_backoff
         self._subscribers: list[Subscriber] = []
@@ -175,7 +179,7 @@ class NotificationListener:
         connection.notifies.clear()
         batch = [n for n in (parse_payload(item.payload) for item in pending) if n is not None]
         for subscriber in list(self._subscribers):
-            self._deliver(lambda s=subscriber: s.on_notifications(batch))
+            self._deliver(functools.partial(subscriber.on_notifications, batch))
 
     def _lost(self) -> None:
         self._drop_connection()
@@ -188,14 +192,10 @@ class NotificationListener:
         if connection is None:
             return
         if self._loop is not None:
-            try:
+            with contextlib.suppress(ValueError, OSError, psycopg2.Error):
                 self._loop.remove_reader(connection.fileno())
-            except (ValueError, OSError, psycopg2.Error):
-                pass
-        try:
+        with contextlib.suppress(psycopg2.Error):
             connection.close()
-        except psycopg2.Error:
-            pass
 
     def _broadcast_resync(self) -> None:
         for subscriber in list(self._subscribers):

@@ -53,7 +53,14 @@ def _ensure_server_user() -> pwd.struct_passwd:
         return pwd.getpwnam(SERVER_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVER_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVER_USER,
+            ],
             check=True,
             capture_output=True,
         )
@@ -109,7 +116,9 @@ class LocalPostgres:
             cwd="/",
         )
         if result.returncode != 0:
-            raise LocalPostgresError(f"{tool} failed: {result.stderr.strip() or result.stdout.strip()}")
+            raise LocalPostgresError(
+                f"{tool} failed: {result.stderr.strip() or result.stdout.strip()}"
+            )
         return result.stdout
 
     def initialized(self) -> bool:
@@ -146,7 +155,19 @@ class LocalPostgres:
         if not self.running():
             options = f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=300"
             log = self.data_dir / "server.log"
-            self._pg("pg_ctl", "start", "-w", "-t", "30", "-D", str(self.data_dir), "-l", str(log), "-o", options)
+            self._pg(
+                "pg_ctl",
+                "start",
+                "-w",
+                "-t",
+                "30",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(log),
+                "-o",
+                options,
+            )
         return self.url()
 
     def stop(self, mode: str = "fast") -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -24,6 +25,16 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def checked_identifier(name: str) -> str:
+    """A table or channel name that is safe to put into SQL text (the config checks it too)."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"not a plain lowercase SQL identifier: {name!r}")
+    return name
+
 
 VM_STATUSES = ("booting", "available", "assigned", "connected", "error", "recycling")
 
@@ -154,7 +165,10 @@ def build_models(table_name: str = "vms") -> Models:
     return Models(
         metadata=Base.metadata,
         vm=cast(type[VMColumns], vm),
-        event=cast(type[VMEventColumns], mapped("VMEvent", VMEventColumns, f"{table_name}_events", event_args)),
+        event=cast(
+            type[VMEventColumns],
+            mapped("VMEvent", VMEventColumns, f"{table_name}_events", event_args),
+        ),
         secret=cast(type[SecretColumns], mapped("Secret", SecretColumns, "lablink_secrets")),
         fleet_operation=cast(
             type[FleetOperationColumns],

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, Row, text
 
 from lablink_core.crd import CrdCommand
 from lablink_core.errors import InvalidInput, NotFound
+from lablink_core.models import checked_identifier
 from lablink_core.validation import validate_hostname
 
 REPORTED_STATUSES = ("booting", "ready", "connected", "error")
@@ -58,7 +59,9 @@ class VMStatusReport:
     def parse(cls, body: dict[str, Any]) -> VMStatusReport:
         status = body.get("status")
         if status not in REPORTED_STATUSES:
-            raise InvalidInput(f"status must be one of {', '.join(REPORTED_STATUSES)}", field="status")
+            raise InvalidInput(
+                f"status must be one of {', '.join(REPORTED_STATUSES)}", field="status"
+            )
         in_use = body.get("in_use", False)
         if not isinstance(in_use, bool):
             raise InvalidInput("in_use must be true or false", field="in_use")
@@ -94,7 +97,7 @@ class VMRegistry:
 
     def __init__(self, engine: Engine, table_name: str) -> None:
         self._engine = engine
-        self._table = table_name
+        self._table = checked_identifier(table_name)
 
     def register(self, hostname: object, *, provider: str = "manual") -> VMTask:
         """First contact (or a poll) from a VM: insert or refresh it, return its task."""

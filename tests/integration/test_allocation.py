@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from lablink_core.allocation import Allocator, Assignment
-from lablink_core.errors import InvalidInput, NoVMAvailable, NotFound, SeatTaken
+from lablink_core.errors import InvalidInput, NotFound, NoVMAvailable, SeatTaken
 
 CRD = (
     'DISPLAY= /opt/google/chrome-remote-desktop/start-host --code="4/0AbCdEf_123-xyz" '
@@ -30,7 +30,9 @@ def holders(engine: Engine) -> dict[str, str]:
     return {row.hostname: row.user_email for row in rows}
 
 
-def test_request_assigns_a_free_vm_with_random_pin(allocator: Allocator, free_vms: Callable[..., list[str]], engine: Engine) -> None:
+def test_request_assigns_a_free_vm_with_random_pin(
+    allocator: Allocator, free_vms: Callable[..., list[str]], engine: Engine
+) -> None:
     names = free_vms(2)
     first = allocator.request_vm("Ada@Example.org", crd())
     second = allocator.request_vm("grace@example.org", crd())
@@ -38,7 +40,10 @@ def test_request_assigns_a_free_vm_with_random_pin(allocator: Allocator, free_vm
     assert first.email == "ada@example.org"
     assert len(first.pin) == 6 and first.pin.isdigit()
     assert first.seat_token and first.seat_token != second.seat_token
-    assert holders(engine) == {first.hostname: "ada@example.org", second.hostname: "grace@example.org"}
+    assert holders(engine) == {
+        first.hostname: "ada@example.org",
+        second.hostname: "grace@example.org",
+    }
 
 
 def test_pins_are_not_constant(allocator: Allocator, free_vms: Callable[..., list[str]]) -> None:
@@ -63,7 +68,9 @@ def test_same_email_without_token_is_refused_and_nothing_changes(
             allocator.request_vm("ada@example.org", crd("4/other"), seat_token=token)
     assert holders(engine) == before
     with engine.connect() as connection:
-        code = connection.execute(text("SELECT crd_code FROM vms WHERE hostname = :h"), {"h": first.hostname}).scalar()
+        code = connection.execute(
+            text("SELECT crd_code FROM vms WHERE hostname = :h"), {"h": first.hostname}
+        ).scalar()
     assert code == "4/0AbCdEf_123-xyz"
 
 
@@ -72,11 +79,15 @@ def test_same_email_with_token_renews_the_command_on_the_same_vm(
 ) -> None:
     free_vms(2)
     first = allocator.request_vm("ada@example.org", crd())
-    again = allocator.request_vm("ADA@example.org", crd("4/fresh-code"), seat_token=first.seat_token)
+    again = allocator.request_vm(
+        "ADA@example.org", crd("4/fresh-code"), seat_token=first.seat_token
+    )
     assert again.hostname == first.hostname and again.pin == first.pin
     assert again.renewed and again.generation == first.generation + 1
     with engine.connect() as connection:
-        code = connection.execute(text("SELECT crd_code FROM vms WHERE hostname = :h"), {"h": first.hostname}).scalar()
+        code = connection.execute(
+            text("SELECT crd_code FROM vms WHERE hostname = :h"), {"h": first.hostname}
+        ).scalar()
     assert code == "4/fresh-code"
 
 
@@ -89,7 +100,9 @@ def test_held_seat_with_no_free_vm_is_seat_taken_not_empty(
         allocator.request_vm("ada@example.org", crd())
 
 
-def test_release_by_researcher_and_by_admin(allocator: Allocator, free_vms: Callable[..., list[str]], engine: Engine) -> None:
+def test_release_by_researcher_and_by_admin(
+    allocator: Allocator, free_vms: Callable[..., list[str]], engine: Engine
+) -> None:
     free_vms(1)
     first = allocator.request_vm("ada@example.org", crd())
     with pytest.raises(SeatTaken):
@@ -104,7 +117,9 @@ def test_release_by_researcher_and_by_admin(allocator: Allocator, free_vms: Call
         allocator.release_hostname(second.hostname)
 
 
-def test_recycle_policy_takes_released_vm_out_of_rotation(engine: Engine, free_vms: Callable[..., list[str]]) -> None:
+def test_recycle_policy_takes_released_vm_out_of_rotation(
+    engine: Engine, free_vms: Callable[..., list[str]]
+) -> None:
     recycling = Allocator(engine, "vms", release_policy="recycle")
     free_vms(1)
     seat = recycling.request_vm("ada@example.org", crd())
@@ -122,7 +137,12 @@ def test_recycle_policy_takes_released_vm_out_of_rotation(engine: Engine, free_v
     ],
 )
 def test_bad_input_is_refused_and_stores_nothing(
-    allocator: Allocator, free_vms: Callable[..., list[str]], engine: Engine, email: str, command: str, field: str
+    allocator: Allocator,
+    free_vms: Callable[..., list[str]],
+    engine: Engine,
+    email: str,
+    command: str,
+    field: str,
 ) -> None:
     free_vms(1)
     with pytest.raises(InvalidInput) as error:

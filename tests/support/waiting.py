@@ -7,8 +7,13 @@ import time
 from collections.abc import Callable
 
 
-def wait_until(condition: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.02,
-               message: str = "condition") -> object:
+def wait_until(
+    condition: Callable[[], object],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> object:
     """Poll ``condition`` until it returns a truthy value; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -20,8 +25,9 @@ def wait_until(condition: Callable[[], object], *, timeout: float = 10.0, interv
         time.sleep(interval)
 
 
-async def async_wait_until(condition: Callable[[], object], *, timeout: float = 10.0,
-                           message: str = "condition") -> object:
+async def async_wait_until(
+    condition: Callable[[], object], *, timeout: float = 10.0, message: str = "condition"
+) -> object:
     """The asyncio twin of :func:`wait_until`."""
     deadline = time.monotonic() + timeout
     while True:

@@ -1,0 +1,80 @@
+"""Assembling the core services from a configuration: the one place that opens things.
+
+The server's app factory, the CLI and the notebooks call :func:`open_services`; nothing is
+created at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from lablink_core.allocation import Allocator
+from lablink_core.config import LablinkConfig, database_url, default_data_dir
+from lablink_core.credentials import SecretStore, VMCredentials
+from lablink_core.db import ensure_database, make_engine, upgrade
+from lablink_core.localdb import LocalPostgres
+from lablink_core.vms import VMRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """The core services of one process, sharing one engine."""
+
+    config: LablinkConfig
+    url: str
+    engine: Engine
+    allocator: Allocator
+    registry: VMRegistry
+    secrets: SecretStore
+    credentials: VMCredentials
+    local_postgres: LocalPostgres | None = None
+
+    def close(self, *, stop_database: bool = True) -> None:
+        """Dispose of the engine and stop the private database if this process started it."""
+        self.engine.dispose()
+        if stop_database and self.local_postgres is not None:
+            self.local_postgres.stop()
+
+
+def data_dir(config: LablinkConfig) -> Path:
+    configured = config.app.data_dir
+    return Path(configured) if configured else default_data_dir()
+
+
+def resolve_database(config: LablinkConfig) -> tuple[str, LocalPostgres | None]:
+    """The URL to use, starting a private PostgreSQL when none is configured."""
+    url = database_url(config.db)
+    if url is not None:
+        return url, None
+    server = LocalPostgres(data_dir(config) / "postgres")
+    server.start()
+    log.info("using the private PostgreSQL in %s (port %s)", server.data_dir, server.port)
+    return server.url(config.db.dbname), server
+
+
+def open_services(config: LablinkConfig, *, migrate: bool = True) -> Services:
+    """Connect to (or start) the database, bring its schema up to date, build the services."""
+    url, server = resolve_database(config)
+    if server is not None:
+        ensure_database(url)
+    engine = make_engine(url, pool_size=config.db.pool_size)
+    if migrate:
+        upgrade(engine, config.db)
+    table = config.db.table_name
+    store = SecretStore(engine)
+    return Services(
+        config=config,
+        url=url,
+        engine=engine,
+        allocator=Allocator(engine, table, release_policy=config.app.release_policy),
+        registry=VMRegistry(engine, table),
+        secrets=store,
+        credentials=VMCredentials.from_store(store, config.app.secret_key),
+        local_postgres=server,
+    )

@@ -1,0 +1,161 @@
+"""The NOTIFY trigger, the shared listener and the waiting room, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+
+import psycopg2
+from sqlalchemy import Engine
+
+from lablink_core.allocation import Allocator
+from lablink_core.config import DatabaseConfig
+from lablink_core.db import ensure_database, make_engine, upgrade
+from lablink_core.listener import NotificationListener, _connect, libpq_dsn
+from lablink_core.localdb import LocalPostgres
+from lablink_core.vms import VMRegistry, VMTask
+from lablink_core.waiters import AssignmentWaiters
+from tests.integration.test_allocation import crd
+from tests.support.waiting import async_wait_until
+
+
+def test_trigger_payload_is_small_and_skips_heartbeats(
+    database_url: str, registry: VMRegistry, allocator: Allocator
+) -> None:
+    listen = psycopg2.connect(libpq_dsn(database_url))
+    listen.autocommit = True
+    listen.cursor().execute("LISTEN vm_updates")
+    registry.register("vm-a")
+    seat = allocator.request_vm("ada@example.org", crd())
+    registry.register("vm-a")  # a poll is only a heartbeat: no notification
+    listen.poll()
+    payloads = [json.loads(n.payload) for n in listen.notifies]
+    listen.close()
+    assert payloads == [
+        {"hostname": "vm-a", "what": "created", "generation": 0},
+        {"hostname": "vm-a", "what": "assigned", "generation": seat.generation},
+    ]
+
+
+async def _wait_for(
+    waiters: AssignmentWaiters, registry: VMRegistry, hostname: str
+) -> VMTask | None:
+    async with waiters.waiting(hostname, after_generation=0) as waiter:
+        current = await asyncio.to_thread(registry.register, hostname)
+        if current.generation > 0:
+            return current
+        return await waiter.wait(timeout=30)
+
+
+def test_two_hundred_waiters_each_woken_exactly_once(
+    database_url: str, registry: VMRegistry, allocator: Allocator, db_config: DatabaseConfig
+) -> None:
+    names = [f"vm-{i:03d}" for i in range(200)]
+
+    async def scenario() -> tuple[list[VMTask | None], int]:
+        listener = NotificationListener(database_url, db_config.message_channel)
+        await listener.start()
+        waiters = AssignmentWaiters(listener, registry.tasks)
+        pending = [asyncio.create_task(_wait_for(waiters, registry, n)) for n in names]
+        await async_wait_until(lambda: waiters.count == 200, message="200 waiters")
+        await asyncio.to_thread(
+            lambda: [allocator.request_vm(f"u{i}@example.org", crd()) for i in range(200)]
+        )
+        results = await asyncio.gather(*pending)
+        await asyncio.sleep(0)  # let any stray duplicate wakeup run before counting
+        wakeups = waiters.wakeups
+        waiters.close()
+        await listener.stop()
+        return results, wakeups
+
+    results, wakeups = asyncio.run(scenario())
+    assert all(r is not None and r.assigned for r in results)
+    assert sorted(r.hostname for r in results if r) == names
+    assert wakeups == 200
+
+
+def test_waiter_whose_vm_was_already_assigned_returns_at_once(
+    database_url: str, registry: VMRegistry, allocator: Allocator, db_config: DatabaseConfig
+) -> None:
+    registry.register("vm-early")
+    seat = allocator.request_vm("ada@example.org", crd())
+
+    async def scenario() -> VMTask | None:
+        listener = NotificationListener(database_url, db_config.message_channel)
+        await listener.start()
+        waiters = AssignmentWaiters(listener, registry.tasks)
+        result = await asyncio.wait_for(_wait_for(waiters, registry, "vm-early"), timeout=5)
+        await listener.stop()
+        return result
+
+    result = asyncio.run(scenario())
+    assert result is not None and result.pin == seat.pin and result.crd is not None
+
+
+def test_waiter_is_removed_when_its_request_goes_away(
+    database_url: str, registry: VMRegistry, db_config: DatabaseConfig
+) -> None:
+    async def scenario() -> int:
+        listener = NotificationListener(database_url, db_config.message_channel)
+        await listener.start()
+        waiters = AssignmentWaiters(listener, registry.tasks)
+        task = asyncio.create_task(_wait_for(waiters, registry, "vm-gone"))
+        await async_wait_until(lambda: waiters.count == 1, message="one waiter")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await listener.stop()
+        return waiters.count
+
+    assert asyncio.run(scenario()) == 0
+
+
+def _gated_connect(gate: threading.Event) -> Callable[[str, str], object]:
+    calls = {"n": 0}
+
+    def connect(dsn: str, channel: str) -> object:
+        calls["n"] += 1
+        if calls["n"] > 1:  # reconnects wait until the test has made its assignment
+            gate.wait(timeout=30)
+        return _connect(dsn, channel)
+
+    return connect
+
+
+def test_listener_survives_a_server_restart_and_delivers_what_it_missed(
+    private_postgres: LocalPostgres, db_config: DatabaseConfig
+) -> None:
+    url = private_postgres.url("lablink")
+    ensure_database(url)
+    engine: Engine = make_engine(url, pool_size=2)
+    upgrade(engine, db_config)
+    registry, allocator = VMRegistry(engine, "vms"), Allocator(engine, "vms")
+    gate = threading.Event()
+
+    async def scenario() -> tuple[VMTask | None, float, int]:
+        listener = NotificationListener(url, "vm_updates", connect=_gated_connect(gate))  # type: ignore[arg-type]
+        await listener.start()
+        waiters = AssignmentWaiters(listener, registry.tasks)
+        waiting = asyncio.create_task(_wait_for(waiters, registry, "vm-r"))
+        await async_wait_until(lambda: waiters.count == 1, message="the waiter")
+        await asyncio.to_thread(private_postgres.stop)
+        await async_wait_until(lambda: not listener.connected, timeout=10, message="loss noticed")
+        await asyncio.to_thread(private_postgres.start)
+        await asyncio.to_thread(allocator.request_vm, "ada@example.org", crd())  # NOTIFY lost
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        gate.set()
+        await listener.wait_connected(timeout=10)
+        reconnect_seconds = loop.time() - started
+        result = await asyncio.wait_for(waiting, timeout=10)
+        await listener.stop()
+        return result, reconnect_seconds, listener.reconnects
+
+    try:
+        result, reconnect_seconds, reconnects = asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    assert result is not None and result.assigned
+    assert reconnects == 1
+    assert reconnect_seconds < 5
