@@ -1,0 +1,1 @@
+"""Tornado handlers for machines and scripts, served next to the Panel pages."""

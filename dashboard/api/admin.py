@@ -1,0 +1,90 @@
+"""Health and admin endpoints: GET /api/health, GET /api/vms, POST /api/vms/{host}/release."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from sqlalchemy import text
+
+from dashboard.api.base import ApiHandler
+from lablink_core.errors import Unauthorized
+
+
+class HealthHandler(ApiHandler):
+    """200 when this process and its database answer, 503 otherwise."""
+
+    async def get(self) -> None:
+        runtime = self.runtime
+        detail = {"listener": runtime.listener.connected, "waiting_vms": runtime.waiters.count}
+        try:
+            free = await self.run_sync(runtime.services.allocator.free_count)
+        except Exception as error:  # any database failure means "unhealthy", not a crash
+            detail.update(database=False, reason=type(error).__name__)
+            self.write_json({"ok": False, **detail}, 503)
+            return
+        self.write_json({"ok": True, "database": True, "free_vms": free, **detail})
+
+
+class AdminApiHandler(ApiHandler):
+    """Admin-only: HTTP Basic with the admin login, or the admin API token as a bearer."""
+
+    def prepare(self) -> None:
+        admin = self.runtime.admin
+        if admin.check_token(self.bearer_token()):
+            return
+        user, password = self._basic_credentials()
+        if user is not None and admin.check_password(user, password):
+            return
+        self.set_header("WWW-Authenticate", 'Basic realm="lablink-admin"')
+        raise Unauthorized("admin login required")
+
+    def _basic_credentials(self) -> tuple[str | None, str]:
+        scheme, _, encoded = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return None, ""
+        try:
+            user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None, ""
+        return user, password
+
+
+class VMListHandler(AdminApiHandler):
+    """The instance table as JSON."""
+
+    async def get(self) -> None:
+        runtime = self.runtime
+        silence = runtime.config.app.unresponsive_after_seconds
+        rows = await self.run_sync(lambda: runtime.services.registry.list(unresponsive_after=silence))
+        self.write_json({"vms": rows, "count": len(rows)})
+
+
+class AdminReleaseHandler(AdminApiHandler):
+    """An admin frees a VM, whoever holds it."""
+
+    async def post(self, hostname: str) -> None:
+        await self.run_sync(self.runtime.services.allocator.release_hostname, hostname)
+        self.write_json({"released": hostname})
+
+
+class ServerInfoHandler(AdminApiHandler):
+    """Process internals for tests and benchmarks: waiters, listener, pool."""
+
+    async def get(self) -> None:
+        runtime = self.runtime
+
+        def backends() -> int:
+            with runtime.services.engine.connect() as connection:
+                query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                return int(connection.execute(text(query)).scalar_one())
+
+        self.write_json(
+            {
+                "waiting_vms": runtime.waiters.count,
+                "wakeups": runtime.waiters.wakeups,
+                "listener_connected": runtime.listener.connected,
+                "listener_reconnects": runtime.listener.reconnects,
+                "database_backends": await self.run_sync(backends),
+            }
+        )

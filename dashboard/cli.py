@@ -1,0 +1,45 @@
+"""`lablink serve`: plugged into the core's CLI through the `lablink.commands` entry point."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from lablink_core.config import load_config
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the dashboard and API (starting a private PostgreSQL if none is configured)",
+    )
+    serve.add_argument("--host", help="address to listen on (default: app.host)")
+    serve.add_argument("--port", type=int, help="port (default: app.port, 5000)")
+    serve.set_defaults(handler=serve_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from dashboard.server import create_server, run_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(args.config or os.environ.get("LABLINK_CONFIG"))
+    server, runtime = create_server(config, port=args.port, address=args.host)
+    port = server.port
+    host = args.host or config.app.host
+
+    def announce() -> None:
+        shown = "localhost" if host in ("0.0.0.0", "127.0.0.1") else host  # noqa: S104
+        print(f"LabLink is serving on http://{shown}:{port}/", flush=True)
+        print(f"  admin pages: http://{shown}:{port}/admin (user {runtime.admin.user})", flush=True)
+        if runtime.admin.generated_password:
+            print(
+                f"  generated admin password (shown once, stored hashed): "
+                f"{runtime.admin.generated_password}",
+                flush=True,
+            )
+        print(f"  admin API token: {runtime.admin.api_token}", file=sys.stderr, flush=True)
+
+    run_server(server, runtime, on_ready=announce)
+    return 0

@@ -1,0 +1,76 @@
+"""One server process, assembled: core services, the NOTIFY listener, the waiting room.
+
+Created by :func:`build_runtime` from the app factory (``lablink serve``) or the ``--setup``
+script (``panel serve``); handlers and pages reach it through :func:`current`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from lablink_core.admin import AdminAccount, load_admin_account
+from lablink_core.config import LablinkConfig
+from lablink_core.listener import NotificationListener
+from lablink_core.services import Services, open_services
+from lablink_core.waiters import AssignmentWaiters
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything one server process shares between its requests and sessions."""
+
+    config: LablinkConfig
+    services: Services
+    listener: NotificationListener
+    waiters: AssignmentWaiters
+    executor: ThreadPoolExecutor
+    admin: AdminAccount
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        """Start listening; call on the server's event loop."""
+        await self.listener.start()
+        self.started.set()
+
+    async def stop(self) -> None:
+        self.waiters.close()
+        await self.listener.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self.services.close()
+
+
+def build_runtime(config: LablinkConfig) -> Runtime:
+    """Open the database (starting a private one if needed) and wire the process together."""
+    services = open_services(config)
+    listener = NotificationListener(services.url, config.db.message_channel)
+    waiters = AssignmentWaiters(listener, services.registry.tasks)
+    admin = load_admin_account(
+        services.engine, services.secrets, config.app.admin_user, config.app.admin_password
+    )
+    executor = ThreadPoolExecutor(max_workers=config.db.pool_size, thread_name_prefix="lablink-db")
+    return Runtime(config, services, listener, waiters, executor, admin)
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime | None) -> None:
+    global _current
+    _current = runtime
+
+
+def current() -> Runtime:
+    """The process's runtime; a clear error if the server was started without one."""
+    if _current is None:
+        raise RuntimeError(
+            "LabLink is not set up in this process: run `lablink serve`, or `panel serve` with "
+            "--setup dashboard/setup_server.py"
+        )
+    return _current

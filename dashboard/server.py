@@ -1,0 +1,64 @@
+"""The app factory: one function that assembles a whole LabLink server process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import panel as pn
+from bokeh.server.server import Server
+
+from dashboard.api.routes import api_routes
+from dashboard.pages import build_pages
+from dashboard.runtime import Runtime, build_runtime, current, install
+from lablink_core.config import LablinkConfig
+
+log = logging.getLogger(__name__)
+
+
+def create_server(
+    config: LablinkConfig, *, port: int | None = None, address: str | None = None
+) -> tuple[Server, Runtime]:
+    """Build the runtime and a (not yet started) Panel server with the API routes."""
+    runtime = build_runtime(config)
+    install(runtime)
+    pages: dict[str, Callable[[], Any]] = build_pages(current)
+    server = pn.serve(
+        pages,
+        port=config.app.port if port is None else port,
+        address=address or config.app.host,
+        websocket_origin="*",
+        extra_patterns=api_routes(current),
+        start=False,
+        show=False,
+        title="LabLink",
+    )
+    return server, runtime
+
+
+def run_server(server: Server, runtime: Runtime, *, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM, then stop listening, close the pool and the private DB."""
+    loop = server.io_loop
+
+    async def start() -> None:
+        await runtime.start()
+        if on_ready is not None:
+            on_ready()
+
+    def request_stop(*_: object) -> None:
+        loop.add_callback_from_signal(loop.stop)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    loop.add_callback(start)
+    server.start()
+    try:
+        loop.start()
+    finally:
+        server.stop()
+        asyncio.get_event_loop().run_until_complete(runtime.stop())
+        runtime.close()
+        install(None)
