@@ -23,7 +23,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def serve_command(args: argparse.Namespace) -> int:
     from dashboard.server import create_server, run_server
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     config = load_config(args.config or os.environ.get("LABLINK_CONFIG"))
     server, runtime = create_server(config, port=args.port, address=args.host)
     port = server.port

@@ -39,7 +39,9 @@ def create_server(
     return server, runtime
 
 
-def run_server(server: Server, runtime: Runtime, *, on_ready: Callable[[], None] | None = None) -> None:
+def run_server(
+    server: Server, runtime: Runtime, *, on_ready: Callable[[], None] | None = None
+) -> None:
     """Serve until SIGINT/SIGTERM, then stop listening, close the pool and the private DB."""
     loop = server.io_loop
 

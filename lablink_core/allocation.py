@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ class Allocator:
         """
         address = normalize_email(email)
         crd = parse_crd_command(crd_command)
+        seat_token = _checked_token(seat_token)
         if seat_token:
             renewed = self._renew(address, crd, seat_token)
             if renewed is not None:
@@ -215,9 +217,21 @@ class Allocator:
             )
 
 
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def _checked_token(token: object) -> str | None:
+    if token is None or token == "":
+        return None
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        raise InvalidInput(
+            "seat token is malformed; use the one you were given", field="seat_token"
+        )
+    return token
+
+
 def _token_matches(token: str | None, stored_hash: object) -> bool:
+    token = _checked_token(token)
     if not token or not isinstance(stored_hash, str):
         return False
-    if len(token) > 256:
-        raise InvalidInput("seat token is too long", field="seat_token")
     return hmac.compare_digest(hash_token(token), stored_hash)

@@ -56,7 +56,9 @@ class VMListHandler(AdminApiHandler):
     async def get(self) -> None:
         runtime = self.runtime
         silence = runtime.config.app.unresponsive_after_seconds
-        rows = await self.run_sync(lambda: runtime.services.registry.list(unresponsive_after=silence))
+        rows = await self.run_sync(
+            lambda: runtime.services.registry.list(unresponsive_after=silence)
+        )
         self.write_json({"vms": rows, "count": len(rows)})
 
 

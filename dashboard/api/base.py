@@ -66,13 +66,17 @@ class ApiHandler(RequestHandler):
         """The body as a dict, from JSON or a form; anything else is a clear 4xx."""
         body = self.request.body
         if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "body_too_large", f"request body must be under {MAX_BODY_BYTES} bytes")
+            raise ApiError(
+                413, "body_too_large", f"request body must be under {MAX_BODY_BYTES} bytes"
+            )
         kind = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if kind == "application/json":
             return _json_object(body)
         if kind in ("application/x-www-form-urlencoded", "") and b"\0" not in body:
             return _form_fields(body)
-        raise ApiError(415, "unsupported_media_type", "send JSON or a form (application/x-www-form-urlencoded)")
+        raise ApiError(
+            415, "unsupported_media_type", "send JSON or a form (application/x-www-form-urlencoded)"
+        )
 
     def wants_json(self) -> bool:
         accept = self.request.headers.get("Accept", "")
@@ -90,7 +94,9 @@ class ApiHandler(RequestHandler):
         self.finish(json.dumps(payload, default=str))
 
     def write_failure(self, error: LablinkError) -> None:
-        status = error.status if isinstance(error, ApiError) else STATUS_BY_CODE.get(error.code, 400)
+        status = (
+            error.status if isinstance(error, ApiError) else STATUS_BY_CODE.get(error.code, 400)
+        )
         if status == 503:
             self.set_header("Retry-After", "5")
         payload = {"error": {"code": error.code, "message": error.message, "field": error.field}}
@@ -105,11 +111,15 @@ class ApiHandler(RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Tornado's own errors (405, bad requests, crashes) as JSON, never a traceback."""
         exc = kwargs.get("exc_info", (None, None))[1]
-        message = exc.log_message if isinstance(exc, HTTPError) and exc.log_message else self._reason
+        message = (
+            exc.log_message if isinstance(exc, HTTPError) and exc.log_message else self._reason
+        )
         if status_code >= 500:
             message = "internal error; it has been logged"
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps({"error": {"code": "http_error", "message": message, "field": None}}))
+        self.finish(
+            json.dumps({"error": {"code": "http_error", "message": message, "field": None}})
+        )
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
