@@ -55,7 +55,9 @@ def _derive_api_token(key: str, password_hash: str) -> str:
     return "ladm1." + digest.hexdigest()
 
 
-def load_admin_account(engine: Engine, store: SecretStore, user: str, password: str | None) -> AdminAccount:
+def load_admin_account(
+    engine: Engine, store: SecretStore, user: str, password: str | None
+) -> AdminAccount:
     """The admin account for this process; generates and keeps a password if none is given."""
     key = store.get_or_create("admin-token-key")
     generated = None
