@@ -1,0 +1,1 @@
+"""Launching, scaling and destroying client VMs: the :class:`Fleet` and its providers."""
