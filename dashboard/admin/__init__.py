@@ -1,0 +1,1 @@
+"""The admin pages: overview, live instance table, fleet launch and AWS credentials."""
