@@ -1,0 +1,70 @@
+provider "aws" {
+  region = var.region
+}
+
+locals {
+  tags = {
+    lablink-deployment = var.deployment_name
+  }
+}
+
+resource "aws_security_group" "client" {
+  name_prefix = "${var.deployment_name}-client-"
+  description = "LabLink client VMs of ${var.deployment_name}"
+  tags        = merge(local.tags, { Name = "${var.deployment_name}-client" })
+
+  dynamic "ingress" {
+    for_each = length(var.ssh_cidrs) > 0 ? [1] : []
+    content {
+      description = "SSH"
+      from_port   = 22
+      to_port     = 22
+      protocol    = "tcp"
+      cidr_blocks = var.ssh_cidrs
+    }
+  }
+
+  egress {
+    description = "All outbound traffic"
+    from_port   = 0
+    to_port     = 0
+    protocol    = "-1"
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_instance" "client" {
+  for_each = var.vm_names
+
+  ami                    = var.ami_id
+  instance_type          = var.machine_type
+  key_name               = var.key_name
+  vpc_security_group_ids = [aws_security_group.client.id]
+
+  user_data = templatefile("${path.module}/user_data.sh.tftpl", {
+    allocator_url = var.allocator_url
+    hostname      = each.key
+    credential    = lookup(var.vm_credentials, each.key, "")
+    repository    = var.repository
+    image         = var.client_image
+  })
+  # The client container is started once, at first boot: a VM whose settings changed is replaced.
+  user_data_replace_on_change = true
+
+  metadata_options {
+    http_tokens = "required"
+  }
+
+  tags = merge(local.tags, { Name = each.key })
+
+  lifecycle {
+    precondition {
+      condition     = contains(keys(var.vm_credentials), each.key)
+      error_message = "vm_credentials has no credential for VM ${each.key}."
+    }
+  }
+}
