@@ -1,0 +1,314 @@
+"""The Fleet: launch, scale, remove and destroy client VMs, one operation at a time.
+
+The fleet manages the VM rows whose ``provider`` is its provider's name (VMs that called in
+on their own are "manual" and left alone). Every operation holds the database-wide fleet
+lock, is recorded in ``lablink_fleet_operations``, and ends with the VM table agreeing with
+``provider.instances()``. A provider failure ends the operation "failed" and is raised as
+:class:`FleetOperationFailed`, whose ``progress.error`` is the reason the dashboard shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from lablink_core.errors import InvalidInput, LablinkError, NotFound, OperationInProgress
+from lablink_core.fleet.base import (
+    FleetOperationFailed,
+    FleetOperationHandle,
+    FleetProgress,
+    FleetProvider,
+    LogCallback,
+    ProgressCallback,
+    choose_removals,
+    is_assigned,
+    next_names,
+)
+from lablink_core.fleet.operations import (
+    FleetTable,
+    OperationStore,
+    ProgressRecorder,
+    fleet_lock,
+    lock_is_held,
+)
+from lablink_core.validation import validate_hostname
+from lablink_core.vms import VMRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Plan:
+    """What an operation will do, decided under the lock before it is recorded."""
+
+    planned: int
+    summary: str
+    run: Callable[[LogCallback], None]
+    retired: list[str] = field(default_factory=list)
+
+
+def _count(value: object, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput("the VM count must be a whole number", field="count")
+    if not minimum <= value <= maximum:
+        raise InvalidInput(f"the VM count must be between {minimum} and {maximum}", field="count")
+    return value
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, LablinkError):
+        return error.message
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+class Fleet:
+    """The one interface the admin pages, notebooks and tests use."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        registry: VMRegistry,
+        provider: FleetProvider,
+        *,
+        name_prefix: str = "lablink-vm",
+        max_instances: int = 500,
+    ) -> None:
+        self.provider = provider
+        self.name_prefix = name_prefix
+        self.max_instances = max_instances
+        self._engine = engine
+        self._registry = registry
+        # VMRegistry keeps its table name private; the fleet's SQL needs the same table.
+        self._table = FleetTable(engine, registry._table, name_prefix)
+        self._store = OperationStore(engine)
+
+    # Operations -----------------------------------------------------------------------
+
+    def launch(self, count: int, *, on_progress: ProgressCallback | None = None) -> FleetProgress:
+        """Add ``count`` new VMs (rows "booting" before the provider creates them)."""
+        count = _count(count, 1, self.max_instances)
+        return self._run("launch", None, lambda: self._plan_launch(count), on_progress)
+
+    def scale_to(
+        self, count: int, *, force: bool = False, on_progress: ProgressCallback | None = None
+    ) -> FleetProgress:
+        """Grow with new names, or shrink by removing VMs :func:`choose_removals` picks."""
+        count = _count(count, 0, self.max_instances)
+        return self._run("scale", count, lambda: self._plan_scale(count, force), on_progress)
+
+    def remove(
+        self,
+        hostnames: Sequence[str],
+        *,
+        force: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> FleetProgress:
+        """Remove these VMs; assigned ones only with ``force``."""
+        names = list(dict.fromkeys(validate_hostname(h) for h in hostnames))
+        if not names:
+            raise InvalidInput("name at least one VM to remove", field="hostnames")
+        return self._run("remove", None, lambda: self._plan_remove(names, force), on_progress)
+
+    def destroy_all(
+        self, *, force: bool = False, on_progress: ProgressCallback | None = None
+    ) -> FleetProgress:
+        """Every VM of the provider and its shared resources; refused while VMs are
+        assigned unless ``force``."""
+        return self._run("destroy", 0, lambda: self._plan_destroy(force), on_progress)
+
+    def start(
+        self, operation: Callable[..., FleetProgress], *args: Any, **kwargs: Any
+    ) -> FleetOperationHandle:
+        """Run one of the operations above in a background thread.
+
+        Returns once the operation is recorded; a refusal (OperationInProgress, InvalidInput)
+        is raised here, in the caller's thread.
+        """
+        handle = FleetOperationHandle()
+        callback: ProgressCallback | None = kwargs.pop("on_progress", None)
+
+        def on_progress(progress: FleetProgress) -> None:
+            handle.update(progress)
+            if callback is not None:
+                callback(progress)
+
+        def work() -> None:
+            try:
+                handle.succeed(operation(*args, on_progress=on_progress, **kwargs))
+            except BaseException as error:
+                handle.fail(error)
+
+        name = getattr(operation, "__name__", "operation")
+        threading.Thread(target=work, name=f"lablink-fleet-{name}", daemon=True).start()
+        handle.wait_begun()
+        if handle.progress is None and handle.error is not None:
+            raise handle.error
+        return handle
+
+    # Reading --------------------------------------------------------------------------
+
+    def operations(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Recorded operations, newest first, as every session and process sees them."""
+        return self._store.list(limit)
+
+    def running_operation(self) -> dict[str, Any] | None:
+        """The operation running now, or None. A 'running' row whose process died is not."""
+        running = self._store.running()
+        if running is None or not lock_is_held(self._engine):
+            return None
+        return running
+
+    def vms(self) -> list[dict[str, Any]]:
+        """The VM rows this fleet manages."""
+        return [vm for vm in self._registry.list() if vm["provider"] == self.provider.name]
+
+    def reconcile(self) -> bool:
+        """Make the VM table agree with the provider now. False if an operation is running."""
+        try:
+            with fleet_lock(self._engine):
+                self._store.fail_interrupted()
+                self._reconcile()
+        except OperationInProgress:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Stop what this process owns (local VM processes) and forget their rows."""
+        self.provider.close()
+        try:
+            self.reconcile()
+        except Exception:
+            log.exception("could not reconcile the VM table after stopping the provider")
+
+    # Running an operation ------------------------------------------------------------
+
+    def _run(
+        self,
+        kind: str,
+        target: int | None,
+        make_plan: Callable[[], _Plan],
+        on_progress: ProgressCallback | None,
+    ) -> FleetProgress:
+        with fleet_lock(self._engine):
+            self._store.fail_interrupted()
+            plan = make_plan()
+            planned = plan.planned
+            operation_id = self._store.begin(
+                kind, self.provider.name, target=target, planned=planned
+            )
+            first = FleetProgress(operation_id, kind, "running", planned, 0, plan.summary)
+            recorder = ProgressRecorder(self._store, first, on_progress)
+            recorder.log(plan.summary, 0)
+            try:
+                plan.run(recorder.log)
+                self._reconcile()
+            except Exception as error:
+                raise self._failed(recorder, plan, error) from error
+            return recorder.finish("succeeded")
+
+    def _failed(
+        self, recorder: ProgressRecorder, plan: _Plan, error: Exception
+    ) -> FleetOperationFailed:
+        reason = _reason(error)
+        log.warning("fleet operation #%s failed: %s", recorder.progress.operation_id, reason)
+        try:
+            self._table.unretire(plan.retired)
+            self._reconcile()
+        except Exception as second:
+            reason += f" (and the VM table could not be checked afterwards: {_reason(second)})"
+        final = recorder.finish("failed", reason)
+        return FleetOperationFailed(f"Fleet operation failed: {reason}", final)
+
+    def _reconcile(self) -> None:
+        """Rows for VMs the provider lacks go (unless assigned); VMs without rows get one."""
+        have = self.provider.instances()
+        rows = self.vms()
+        gone = [vm["hostname"] for vm in rows if vm["hostname"] not in have and not is_assigned(vm)]
+        self._registry.remove(gone)
+        known = {vm["hostname"] for vm in rows}
+        self._registry.add_booting(sorted(have - known), provider=self.provider.name)
+
+    # Plans: decided under the lock; they raise InvalidInput before anything is recorded. --
+
+    def _plan_launch(self, count: int, target: int | None = None) -> _Plan:
+        existing = len(self.vms())
+        if existing + count > self.max_instances:
+            raise InvalidInput(
+                f"The fleet has {existing} VMs; {count} more would pass the limit of "
+                f"{self.max_instances} (fleet.max_instances).",
+                field="count",
+            )
+        names = next_names(self._table.used_names(), self.name_prefix, count)
+
+        def run(log: LogCallback) -> None:
+            self._registry.add_booting(names, provider=self.provider.name)
+            self.provider.create(names, log)
+
+        summary = f"launching {count} VM{'s' if count != 1 else ''}: {names[0]} to {names[-1]}"
+        if target is not None:
+            summary = f"scaling from {existing} to {target}: " + summary
+        return _Plan(count, summary, run)
+
+    def _plan_scale(self, count: int, force: bool) -> _Plan:
+        vms = self.vms()
+        if count > len(vms):
+            return self._plan_launch(count - len(vms), target=count)
+        victims = choose_removals(vms, len(vms) - count, force=force)
+        summary = f"scaling from {len(vms)} to {count}"
+        return self._plan_removal(victims, summary)
+
+    def _plan_remove(self, names: list[str], force: bool) -> _Plan:
+        vms = {vm["hostname"]: vm for vm in self.vms()}
+        unknown = [name for name in names if name not in vms]
+        if unknown:
+            raise NotFound(
+                f"Not VMs of the {self.provider.name} fleet: {', '.join(unknown)}",
+                field="hostnames",
+            )
+        held = [name for name in names if is_assigned(vms[name])]
+        if held and not force:
+            raise InvalidInput(
+                f"{', '.join(held)} {'is' if len(held) == 1 else 'are'} assigned to a "
+                "researcher; use force to remove assigned VMs.",
+                field="hostnames",
+            )
+        return self._plan_removal(names, f"removing {', '.join(names)}")
+
+    def _plan_removal(self, victims: list[str], summary: str) -> _Plan:
+        plan = _Plan(len(victims), summary, lambda log: None)
+
+        def run(log: LogCallback) -> None:
+            plan.retired = self._table.retire(victims)
+            if victims:
+                self.provider.delete(victims, log)
+            self._registry.remove(victims)
+            log(f"removed {len(victims)} VM{'s' if len(victims) != 1 else ''}", len(victims))
+
+        plan.run = run
+        return plan
+
+    def _plan_destroy(self, force: bool) -> _Plan:
+        vms = self.vms()
+        held = [vm["hostname"] for vm in vms if is_assigned(vm)]
+        if held and not force:
+            raise InvalidInput(
+                f"{len(held)} of {len(vms)} VMs are assigned to researchers "
+                f"({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}); "
+                "use force to destroy them too."
+            )
+        names = [vm["hostname"] for vm in vms]
+        plan = _Plan(len(names), f"destroying all {len(names)} VMs", lambda log: None)
+
+        def run(log: LogCallback) -> None:
+            plan.retired = self._table.retire(names)
+            self.provider.delete_all(log)
+            self._registry.remove(names)
+            log("destroyed every VM and the shared resources", len(names))
+
+        plan.run = run
+        return plan
