@@ -168,7 +168,7 @@ class TerraformRunner:
         env = {key: os.environ[key] for key in _BASE_ENV_KEYS if key in os.environ}
         env.setdefault("PATH", os.defpath)
         env.update(self._env)
-        env.update(TF_IN_AUTOMATION="1", TF_INPUT="0")
+        env.update(TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1")
         for name, value in variables.items():
             if not _VARIABLE_NAME.match(name):
                 raise ValueError(f"invalid Terraform variable name: {name!r}")

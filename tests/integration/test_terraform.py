@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -33,7 +34,12 @@ SECRET_PREFIX = "vm-credential-0123456789-"
 
 def terraform(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run terraform without the host's CLI config or TF_* settings."""
-    env = {"PATH": os.environ["PATH"], "HOME": str(cwd), "TF_IN_AUTOMATION": "1"}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": tempfile.gettempdir(),
+        "TF_IN_AUTOMATION": "1",
+        "CHECKPOINT_DISABLE": "1",  # no version check, no files written next to the config
+    }
     return subprocess.run(
         ["terraform", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
