@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 from lablink_core.admin import AdminAccount, load_admin_account
 from lablink_core.config import LablinkConfig
+from lablink_core.errors import LablinkError
+from lablink_core.fleet import Fleet, make_fleet, make_provider
 from lablink_core.listener import NotificationListener
-from lablink_core.services import Services, open_services
+from lablink_core.services import Services, data_dir, open_services
 from lablink_core.waiters import AssignmentWaiters
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,10 @@ class Runtime:
     executor: ThreadPoolExecutor
     admin: AdminAccount
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    # Built once the server knows its port (local VMs call back on it); None if the
+    # configured provider cannot be built, with the reason in fleet_error for the pages.
+    fleet: Fleet | None = None
+    fleet_error: str | None = None
 
     async def start(self) -> None:
         """Start listening; call on the server's event loop."""
@@ -42,7 +48,32 @@ class Runtime:
         await self.listener.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
+    def attach_fleet(self, allocator_url: str) -> None:
+        """Build the fleet (a local provider stops VM processes that stopped servers left
+        behind) and make the VM table agree with what the provider has."""
+        try:
+            provider = make_provider(
+                self.config, self.services, allocator_url, data_dir(self.config)
+            )
+            self.fleet = make_fleet(self.config, self.services, provider)
+            self.fleet.reconcile()
+        except Exception as error:
+            # The API and researcher pages work without a fleet; the admin pages say why.
+            self.fleet_error = str(error) if isinstance(error, LablinkError) else repr(error)
+            log.exception("fleet unavailable")
+
+    def stop_fleet(self) -> None:
+        """Stop the VM processes this server started, so none outlives it."""
+        if self.fleet is None:
+            return
+        try:
+            self.fleet.close()
+        except Exception:
+            log.exception("could not stop the fleet's local VMs")
+        self.fleet = None
+
     def close(self) -> None:
+        self.stop_fleet()
         self.services.close()
 
 

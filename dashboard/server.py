@@ -36,7 +36,15 @@ def create_server(
         show=False,
         title="LabLink",
     )
+    runtime.attach_fleet(local_url(address or config.app.host, server.port))
     return server, runtime
+
+
+def local_url(host: str, port: int) -> str:
+    """How VM processes on this machine reach the server (loopback unless bound elsewhere)."""
+    if host in ("", "0.0.0.0", "::", "localhost", "127.0.0.1"):  # noqa: S104
+        return f"http://127.0.0.1:{port}"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def run_server(
@@ -60,6 +68,8 @@ def run_server(
     try:
         loop.start()
     finally:
+        # First, so no local VM process outlives the server (nor polls a closing one).
+        runtime.stop_fleet()
         server.stop()
         asyncio.get_event_loop().run_until_complete(runtime.stop())
         runtime.close()
