@@ -1,18 +1,86 @@
-"""The Panel pages, by URL. Each page is a function so every session gets its own objects."""
+"""The Panel pages, by URL. Each page is built per session, so every session gets its own
+objects. ``lablink serve`` serves :func:`build_pages`; ``panel serve`` runs one small file per
+page in ``dashboard/apps/`` that calls :func:`serve_page`.
+
+Who may open what is decided in :mod:`dashboard.auth`: ``/`` is public, ``/admin...`` needs the
+admin login.
+"""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import Any
 
 import panel as pn
 
-from dashboard.runtime import Runtime
+from dashboard.admin import pages as admin
+from dashboard.auth import LOGOUT_ENDPOINT
+from dashboard.researcher.state import RequestState
+from dashboard.researcher.view import RequestView
+from dashboard.runtime import Runtime, current
+
+PageBuilder = Callable[[Runtime], Any]
+
+ADMIN_PAGES: dict[str, tuple[str, PageBuilder]] = {
+    "/admin": ("Overview", admin.overview_page),
+    "/admin/instances": ("Instances", admin.instances_page),
+    "/admin/create": ("Create instances", admin.create_page),
+    "/admin/set-aws-credentials": ("AWS credentials", admin.credentials_page),
+}
+TITLES = {"/": "LabLink", **{url: f"LabLink: {title}" for url, (title, _) in ADMIN_PAGES.items()}}
+
+
+def researcher_page(runtime: Runtime) -> RequestView:
+    """``/``: request a VM, see it, renew or release it."""
+    state = RequestState(runtime.services.allocator, runtime.executor)
+    view = RequestView(state=state)
+    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        view.start_refreshing()
+    return view
+
+
+def admin_header(runtime: Runtime) -> pn.viewable.Viewable:
+    """Links between the admin pages, who is signed in, and the logout link."""
+    links = " · ".join(f'<a href="{url}">{title}</a>' for url, (title, _) in ADMIN_PAGES.items())
+    user = html.escape(runtime.admin.user)
+    return pn.pane.HTML(
+        f"<nav>{links}</nav><div>Signed in as <b>{user}</b> · "
+        f'<a href="{LOGOUT_ENDPOINT}">Log out</a></div>',
+        styles={"display": "flex", "gap": "2em"},
+        sizing_mode="stretch_width",
+    )
+
+
+def page(url: str, runtime: Runtime) -> Any:
+    """The page served at ``url`` for one session."""
+    if url == "/":
+        return researcher_page(runtime)
+    _, build = ADMIN_PAGES[url]
+    return pn.Column(admin_header(runtime), build(runtime), sizing_mode="stretch_width")
 
 
 def build_pages(runtime: Callable[[], Runtime]) -> dict[str, Callable[[], Any]]:
-    def home() -> Any:
-        free = runtime().services.allocator.free_count()
-        return pn.Column(pn.pane.Markdown(f"# LabLink\n\n{free} VMs free."))
+    """URL -> page function, for ``pn.serve``; ``runtime`` is looked up per session."""
+    return {url: _page_function(url, runtime) for url in TITLES}
 
-    return {"/": home}
+
+def _page_function(url: str, runtime: Callable[[], Runtime]) -> Callable[[], Any]:
+    # A plain function: pn.serve takes a functools.partial for a static object.
+    def build() -> Any:
+        return page(url, runtime())
+
+    return build
+
+
+def app_route(url: str) -> str:
+    """Where ``panel serve`` serves the page of ``url``: one file per page in
+    ``dashboard/apps/``, named by the URL (``/admin/create`` -> ``/admin_create``)."""
+    if url == "/":
+        return url
+    return "/" + url.strip("/").replace("/", "_").replace("-", "_")
+
+
+def serve_page(url: str) -> None:
+    """Mark the page at ``url`` servable: what each ``dashboard/apps/*.py`` file does."""
+    pn.panel(page(url, current())).servable(title=TITLES[url])

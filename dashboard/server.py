@@ -12,6 +12,7 @@ import panel as pn
 from bokeh.server.server import Server
 
 from dashboard.api.routes import api_routes
+from dashboard.auth import configure_auth, login_routes
 from dashboard.pages import build_pages
 from dashboard.runtime import Runtime, build_runtime, current, install
 from lablink_core.config import LablinkConfig
@@ -31,10 +32,11 @@ def create_server(
         port=config.app.port if port is None else port,
         address=address or config.app.host,
         websocket_origin="*",
-        extra_patterns=api_routes(current),
+        extra_patterns=api_routes(current) + login_routes(),
         start=False,
         show=False,
         title="LabLink",
+        **configure_auth(runtime, current),
     )
     runtime.attach_fleet(local_url(address or config.app.host, server.port))
     return server, runtime

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.aws",
     "tests.fixtures.server",
+    "tests.fixtures.browser",
 ]

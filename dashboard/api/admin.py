@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from urllib.parse import urlsplit
 
 from sqlalchemy import text
 
 from dashboard.api.base import ApiHandler
+from dashboard.auth import USER_COOKIE, admin_from_cookie
 from lablink_core.errors import Unauthorized
 
 
@@ -27,17 +29,30 @@ class HealthHandler(ApiHandler):
 
 
 class AdminApiHandler(ApiHandler):
-    """Admin-only: HTTP Basic with the admin login, or the admin API token as a bearer."""
+    """Admin-only: HTTP Basic with the admin login, the admin API token as a bearer, or the
+    dashboard's login cookie (writes with the cookie must come from this site's pages)."""
 
     def prepare(self) -> None:
         admin = self.runtime.admin
-        if admin.check_token(self.bearer_token()):
+        if admin.check_token(self.bearer_token()) or self._logged_in_by_cookie():
             return
         user, password = self._basic_credentials()
         if user is not None and admin.check_password(user, password):
             return
         self.set_header("WWW-Authenticate", 'Basic realm="lablink-admin"')
         raise Unauthorized("admin login required")
+
+    def _logged_in_by_cookie(self) -> bool:
+        secret = self.application.settings.get("cookie_secret")
+        if admin_from_cookie(self.runtime, self.get_cookie(USER_COOKIE), secret) is None:
+            return False
+        return self.request.method in ("GET", "HEAD") or self._same_origin()
+
+    def _same_origin(self) -> bool:
+        """A cookie rides along on cross-site requests too: a write needs Origin or Referer
+        naming this host."""
+        source = self.request.headers.get("Origin") or self.request.headers.get("Referer")
+        return bool(source) and urlsplit(source).netloc == self.request.host
 
     def _basic_credentials(self) -> tuple[str | None, str]:
         scheme, _, encoded = self.request.headers.get("Authorization", "").partition(" ")
