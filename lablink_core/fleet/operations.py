@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
@@ -224,7 +225,7 @@ class ProgressRecorder:
     def log(self, line: str, done: int) -> None:
         """Record one line of progress (thread-safe)."""
         with self._lock:
-            self._progress = _replace(self._progress, done=max(done, 0), message=line)
+            self._progress = replace(self._progress, done=max(done, 0), message=line)
             self._pending.append(line.rstrip("\n") + "\n")
             if time.monotonic() - self._last_write >= self._interval:
                 self._flush_locked()
@@ -255,7 +256,7 @@ class ProgressRecorder:
         message = self._progress.message if error is None else f"failed: {error}"
         with self._lock:
             self._flush_locked()
-            self._progress = _replace(self._progress, state=state, error=error, message=message)
+            self._progress = replace(self._progress, state=state, error=error, message=message)
             snapshot = self._progress
         self._store.finish(snapshot.operation_id, state, error)
         self._notify(snapshot)
@@ -264,11 +265,6 @@ class ProgressRecorder:
     def _notify(self, progress: FleetProgress) -> None:
         if self._on_progress is not None:
             self._on_progress(progress)
-
-
-def _replace(progress: FleetProgress, **changes: Any) -> FleetProgress:
-    values = {**progress.__dict__, **changes}
-    return FleetProgress(**values)
 
 
 class FleetTable:
