@@ -1,0 +1,147 @@
+"""/admin/create: the launch form, the running operation's progress and log, and history."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pandas as pd
+import panel as pn
+from panel.viewable import Viewer
+
+from dashboard.admin.launch import LaunchState
+from dashboard.admin.ticker import SessionTicker
+from dashboard.admin.widgets import kind_of, notice_html, progress_text, progress_value
+from lablink_core.fleet.operations import describe
+
+OPERATION_COLUMNS = ["id", "kind", "provider", "state", "planned", "done", "started", "error"]
+
+
+def operations_frame(operations: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = [
+        {
+            "id": op["id"],
+            "kind": op["kind"],
+            "provider": op["provider"],
+            "state": op["state"],
+            "planned": op["planned"],
+            "done": op["done"],
+            "started": op["started_at"].strftime("%Y-%m-%d %H:%M:%S") if op["started_at"] else "",
+            "error": op.get("error") or "",
+        }
+        for op in operations
+    ]
+    return pd.DataFrame(rows, columns=OPERATION_COLUMNS)
+
+
+def running_text(running: dict[str, Any] | None) -> str:
+    if running is None:
+        return "No fleet operation is running."
+    return (
+        f"Fleet operation #{running['id']} is running: {describe(running)}, "
+        f"{running['done']} of {running['planned']} done."
+    )
+
+
+class CreateView(Viewer):
+    """The launch form; :meth:`attach` starts this session's polling of the history."""
+
+    def __init__(self, state: LaunchState, **params: Any) -> None:
+        super().__init__(**params)
+        self.state = state
+        limit = state.param.count.bounds[1]
+        self.count = pn.widgets.IntInput.from_param(
+            state.param.count, label=f"Number of instances (1-{limit})", start=1, end=limit
+        )
+        self.machine = [
+            pn.widgets.TextInput.from_param(state.param[key], label=label)
+            for key, label in (
+                ("machine_type", "Machine type"),
+                ("ami_id", "AMI id"),
+                ("image", "Container image"),
+                ("repository", "Repository (optional)"),
+            )
+        ]
+        self.launch = pn.widgets.Button(label="Launch", color="primary")
+        self.launch.on_click(self._on_launch)
+        self.notice = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.progress = pn.indicators.Progress(value=0, max=100, width=400, visible=False)
+        self.progress_label = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.log = pn.pane.Str("", sizing_mode="stretch_width", max_height=320, styles=_LOG_STYLE)
+        self.running = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.history = pn.widgets.Tabulator(
+            operations_frame([]), show_index=False, disabled=True, sizing_mode="stretch_width"
+        )
+        state.param.watch(self._show_message, "message")
+        state.param.watch(self._show_progress, ["progress", "log"])
+        state.param.watch(self._show_operations, ["operations", "running"])
+        if not state.has_fleet:
+            self.launch.disabled = True
+            state.message = "No fleet is configured in this server: VMs cannot be launched here."
+        self._show_message()
+        self._show_progress()
+        self._show_operations()
+
+    def attach(self) -> None:
+        """Follow progress on this session's ticks and poll the history every 2 s."""
+        ticker = SessionTicker(self.state.drain, pn.state.curdoc, min_interval=0.25)
+        self.state.notify_with(ticker.request)
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.add_periodic_callback(self.poll, period=2000)
+            pn.state.on_session_destroyed(lambda _context: ticker.close())
+        pn.state.execute(self.poll)
+
+    async def poll(self) -> None:
+        operations, running = await asyncio.to_thread(self.state.read_operations)
+        self.state.show_operations(operations, running)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        form = pn.Column(self.count, *self.machine, self.launch, width=420)
+        return pn.Column(
+            form,
+            self.notice,
+            pn.Row(self.progress, self.progress_label),
+            pn.pane.Markdown("### Output"),
+            self.log,
+            self.running,
+            pn.pane.Markdown("### Latest fleet operations"),
+            self.history,
+            sizing_mode="stretch_width",
+        )
+
+    def _on_launch(self, _event: object) -> None:
+        self.launch.disabled = True
+        self.state.log = ""
+        self.notice.object = notice_html("Starting the launch...", "info")
+
+        async def start() -> None:
+            try:
+                await asyncio.to_thread(self.state.launch)
+                await self.poll()
+            finally:
+                self.launch.disabled = False
+
+        pn.state.execute(start)
+
+    def _show_message(self, *_events: object) -> None:
+        self.notice.object = notice_html(self.state.message, kind_of(self.state.message))
+
+    def _show_progress(self, *_events: object) -> None:
+        progress = self.state.progress
+        self.progress.visible = progress is not None
+        self.progress.value = progress_value(progress)
+        self.progress_label.object = notice_html(progress_text(progress))
+        self.log.object = self.state.log or "(no output yet)"
+
+    def _show_operations(self, *_events: object) -> None:
+        self.running.object = notice_html(running_text(self.state.running))
+        self.history.value = operations_frame(self.state.operations)
+
+
+_LOG_STYLE = {
+    "background": "#1e1e1e",
+    "color": "#e0e0e0",
+    "padding": "8px",
+    "overflow-y": "auto",
+    "font-size": "12px",
+}

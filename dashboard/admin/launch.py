@@ -1,0 +1,148 @@
+"""/admin/create, without widgets: launch VMs, collect the operation's progress and log.
+
+Progress arrives on the fleet's thread; it is buffered here and moved into the params by
+:meth:`LaunchState.drain`, which the view calls on its session's tick (a notebook may call
+it whenever it likes).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import param
+
+from dashboard.admin.actions import FleetLike
+from lablink_core.config import MachineConfig
+from lablink_core.errors import LablinkError
+from lablink_core.fleet.base import FleetOperationHandle, FleetProgress
+
+LOG_LINES_KEPT = 400
+MACHINE_KEYS = ("machine_type", "ami_id", "image", "repository")
+
+
+class LaunchState(param.Parameterized):
+    """One admin's launch form and the operation it follows."""
+
+    count = param.Integer(default=1, bounds=(1, 500), doc="How many VMs to launch.")
+    machine_type = param.String(default="", doc="EC2 instance type of the new VMs.")
+    ami_id = param.String(default="", doc="AMI of the new VMs.")
+    image = param.String(default="", doc="Container image the new VMs run.")
+    repository = param.String(default="", doc="Optional Git repository the VMs clone.")
+    progress = param.ClassSelector(
+        class_=FleetProgress,
+        default=None,
+        allow_None=True,
+        doc="Latest progress of the launch this session started.",
+    )
+    log = param.String(default="", doc="Output lines of that launch (the last few hundred).")
+    message = param.String(default="", doc="What happened to the last request, for the admin.")
+    operations = param.List(default=[], doc="The latest fleet operations, newest first.")
+    running = param.Dict(
+        default=None, allow_None=True, doc="The fleet operation running now (any process)."
+    )
+
+    def __init__(
+        self,
+        fleet: FleetLike | None,
+        machine: MachineConfig,
+        *,
+        max_instances: int = 500,
+        on_progress: Callable[[], None] | None = None,
+        **params: Any,
+    ) -> None:
+        super().__init__(**params)
+        self._fleet = fleet
+        self._machine = machine
+        self._notify = on_progress or self.drain
+        self._lock = threading.Lock()
+        self._lines: list[str] = []
+        self._latest: FleetProgress | None = None
+        self.handle: FleetOperationHandle | None = None
+        self.param.count.bounds = (1, max_instances)
+        self.param.update(
+            machine_type=machine.machine_type,
+            ami_id=machine.ami_id,
+            image=machine.image,
+            repository=machine.repository or "",
+        )
+
+    def notify_with(self, notify: Callable[[], None]) -> None:
+        """Who to tell (from the fleet's thread) that progress is waiting for :meth:`drain`."""
+        self._notify = notify
+
+    @property
+    def has_fleet(self) -> bool:
+        return self._fleet is not None
+
+    def launch(self) -> bool:
+        """Start the launch in the fleet's thread; False (and ``message``) when refused."""
+        if self._fleet is None:
+            self.message = "No fleet is configured in this server: VMs cannot be launched here."
+            return False
+        try:
+            self._apply_machine()
+            self.handle = self._fleet.start(
+                self._fleet.launch, self.count, on_progress=self._on_progress
+            )
+        except LablinkError as error:
+            self.message = error.message
+            return False
+        except ValueError as error:  # a machine setting the config refuses
+            self.message = f"Invalid machine setting: {error}"
+            return False
+        self.message = f"Launching {self.count} VM{'s' if self.count != 1 else ''}."
+        return True
+
+    def _apply_machine(self) -> None:
+        """Validate the form's machine settings and make them the process's settings, which
+        the fleet's provider reads when it creates VMs."""
+        values = {
+            "machine_type": self.machine_type.strip(),
+            "ami_id": self.ami_id.strip(),
+            "image": self.image.strip(),
+            "repository": self.repository.strip() or None,
+        }
+        MachineConfig(**values)  # raises ValueError on a value the config refuses
+        changed = {k: v for k, v in values.items() if getattr(self._machine, k) != v}
+        if changed:
+            self._machine.param.update(**changed)
+
+    def _on_progress(self, progress: FleetProgress) -> None:
+        """The fleet's thread: buffer, then ask for a drain."""
+        with self._lock:
+            self._latest = progress
+            if progress.message and not progress.finished:
+                self._lines.append(progress.message)
+            if progress.error:
+                self._lines.append(f"failed: {progress.error}")
+        self._notify()
+
+    def drain(self) -> None:
+        """Move buffered progress into the params (the view calls this on its tick)."""
+        with self._lock:
+            lines, self._lines = self._lines, []
+            latest, self._latest = self._latest, None
+        if lines:
+            kept = (self.log.splitlines() + lines)[-LOG_LINES_KEPT:]
+            self.log = "\n".join(kept)
+        if latest is None:
+            return
+        self.progress = latest
+        if latest.state == "failed":
+            self.message = f"Launch #{latest.operation_id} failed: {latest.error}"
+        elif latest.finished:
+            self.message = f"Launch #{latest.operation_id} finished: {latest.done} VMs launched."
+
+    def read_operations(self) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The latest operations and the running one (blocking: call off the event loop)."""
+        if self._fleet is None:
+            return [], None
+        return self._fleet.operations(10), self._fleet.running_operation()
+
+    def show_operations(
+        self, operations: list[dict[str, Any]], running: dict[str, Any] | None
+    ) -> None:
+        self.operations = operations
+        self.running = running

@@ -1,0 +1,59 @@
+"""Small display helpers shared by the admin views: escaped notices, progress, navigation."""
+
+from __future__ import annotations
+
+import html
+
+from lablink_core.fleet.base import FleetProgress
+
+NAV_LINKS = (
+    ("Overview", "/admin"),
+    ("Instances", "/admin/instances"),
+    ("Create instances", "/admin/create"),
+    ("AWS credentials", "/admin/set-aws-credentials"),
+)
+
+_COLORS = {
+    "info": ("#084298", "#cfe2ff"),
+    "success": ("#0f5132", "#d1e7dd"),
+    "warning": ("#664d03", "#fff3cd"),
+    "danger": ("#842029", "#f8d7da"),
+}
+
+
+def notice_html(text: str, kind: str = "info") -> str:
+    """``text`` escaped, in a coloured box (empty text: nothing)."""
+    if not text:
+        return ""
+    color, background = _COLORS.get(kind, _COLORS["info"])
+    return (
+        f'<div role="status" style="color:{color};background:{background};'
+        f'padding:8px 12px;border-radius:6px;white-space:pre-wrap">{html.escape(text)}</div>'
+    )
+
+
+def kind_of(message: str) -> str:
+    lowered = message.lower()
+    if "failed" in lowered or "cannot" in lowered or "refused" in lowered:
+        return "danger"
+    if "still running" in lowered or "assigned" in lowered:
+        return "warning"
+    if "finished" in lowered or "saved" in lowered or "released" in lowered:
+        return "success"
+    return "info"
+
+
+def progress_text(progress: FleetProgress | None) -> str:
+    if progress is None:
+        return ""
+    return (
+        f"Operation #{progress.operation_id} ({progress.kind}): {progress.state}, "
+        f"{progress.done} of {progress.planned} done. {progress.message}"
+    )
+
+
+def progress_value(progress: FleetProgress | None) -> int:
+    """0-100 for a pn.indicators.Progress."""
+    if progress is None:
+        return 0
+    return round(progress.fraction * 100)
