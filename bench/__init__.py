@@ -1,0 +1,1 @@
+"""Benchmarks of the LabLink allocator: `python -m bench` runs them all (see bench/README.md)."""
