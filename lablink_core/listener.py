@@ -98,6 +98,7 @@ class NotificationListener:
         self._max_backoff = max_backoff
         self._subscribers: list[Subscriber] = []
         self._connection: _Connection | None = None
+        self._fd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -155,7 +156,11 @@ class NotificationListener:
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             self._connection = connection
-            self._loop.add_reader(connection.fileno(), self._on_readable)
+            # Kept so the reader is removed by the number it was added with: after a failure
+            # fileno() may raise, and a stale reader on a reused descriptor would steal
+            # another socket's events.
+            self._fd = connection.fileno()
+            self._loop.add_reader(self._fd, self._on_readable)
             self._connected.set()
             if not first:
                 self.reconnects += 1
@@ -191,9 +196,9 @@ class NotificationListener:
         self._connected.clear()
         if connection is None:
             return
-        if self._loop is not None:
-            with contextlib.suppress(ValueError, OSError, psycopg2.Error):
-                self._loop.remove_reader(connection.fileno())
+        if self._loop is not None and self._fd is not None:
+            self._loop.remove_reader(self._fd)
+            self._fd = None
         with contextlib.suppress(psycopg2.Error):
             connection.close()
 

@@ -8,6 +8,7 @@ batch of notifications, so one statement assigning a thousand VMs costs one roun
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from lablink_core.listener import Notification, NotificationListener
 from lablink_core.vms import VMTask
 
+log = logging.getLogger(__name__)
 _WAKING = frozenset({"assigned", "released"})
 
 
@@ -51,6 +53,7 @@ class AssignmentWaiters:
         self._fetch_tasks = fetch_tasks
         self._waiters: dict[str, set[Waiter]] = {}
         self.wakeups = 0
+        self.fetch_attempts = 10
         self._unsubscribe = listener.subscribe(self)
 
     def close(self) -> None:
@@ -89,11 +92,26 @@ class AssignmentWaiters:
         if self._waiters:
             asyncio.get_running_loop().create_task(self._wake(sorted(self._waiters)))
 
+    async def _fetch_with_retry(self, hostnames: list[str]) -> dict[str, VMTask]:
+        # A wake-up follows a commit or a reconnect, so the database is up; a failure here is
+        # a passing one (a pooled connection that died with the old server). Never drop it.
+        delay = 0.05
+        for attempt in range(self.fetch_attempts):
+            try:
+                return await asyncio.to_thread(self._fetch_tasks, hostnames)
+            except Exception:
+                if attempt == self.fetch_attempts - 1:
+                    log.exception("could not fetch tasks for %d waiting VMs", len(hostnames))
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        return {}
+
     def _wants(self, hostname: str, generation: int) -> bool:
         return any(w.after_generation < generation for w in self._waiters.get(hostname, ()))
 
     async def _wake(self, hostnames: list[str]) -> None:
-        tasks = await asyncio.to_thread(self._fetch_tasks, hostnames)
+        tasks = await self._fetch_with_retry(hostnames)
         for name in hostnames:
             task = tasks.get(name)
             if task is None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from tornado.web import HTTPError, RequestHandler
 
 from dashboard.runtime import Runtime
@@ -105,6 +106,13 @@ class ApiHandler(RequestHandler):
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, LablinkError) and not self._finished:
             self.write_failure(e)
+            return
+        if isinstance(e, OperationalError | InterfaceError) and not self._finished:
+            # The database is restarting or unreachable: a retryable 503, not a 500.
+            log.warning("database unavailable: %s", str(e).splitlines()[0])
+            self.write_failure(
+                ApiError(503, "database_unavailable", "the database is unavailable; retry shortly")
+            )
             return
         super()._handle_request_exception(e)
 
