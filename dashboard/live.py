@@ -88,11 +88,9 @@ def vm_frame(rows: Sequence[dict[str, Any]], now: dt.datetime | None = None) -> 
         for row in rows
     ]
     frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
-    frame = frame.astype(
-        {"hostname": object, "status": object, "user_email": object, "health": object}
-    )
-    frame = frame.astype({"in_use": bool, "unresponsive": bool, "last_heard_s": float})
-    frame = frame.astype({"age_s": float})
+    text = dict.fromkeys(("hostname", "status", "user_email", "health"), object)
+    frame = frame.astype({**text, "in_use": bool, "unresponsive": bool})
+    frame = frame.astype({"last_heard_s": float, "age_s": float})
     frame.index = pd.Index(frame["hostname"].to_numpy(), name="vm", dtype=object)
     return frame
 
@@ -285,19 +283,9 @@ _tables: dict[int, tuple[object, LiveVMTable]] = {}
 _tables_lock = threading.Lock()
 
 
-class _RuntimeLike(Protocol):
-    @property
-    def services(self) -> Any: ...
-
-    @property
-    def listener(self) -> Any: ...
-
-    @property
-    def config(self) -> Any: ...
-
-
-def live_table(runtime: _RuntimeLike) -> LiveVMTable:
-    """The process's one live table for ``runtime``, created and started on first use."""
+def live_table(runtime: Any) -> LiveVMTable:
+    """The process's one live table for ``runtime`` (a :class:`dashboard.runtime.Runtime` or
+    anything with its ``services``, ``listener`` and ``config``), started on first use."""
     with _tables_lock:
         entry = _tables.get(id(runtime))
         if entry is not None and entry[0] is runtime and entry[1].running:

@@ -69,7 +69,9 @@ class OverviewView(Viewer):
     def __init__(self, state: OverviewState, **params: Any) -> None:
         super().__init__(**params)
         self.state = state
-        self.status_source = ColumnDataSource({"status": list(VM_STATUSES), "count": []})
+        self.status_source = ColumnDataSource(
+            {"status": list(VM_STATUSES), "count": [0] * len(VM_STATUSES)}
+        )
         self.assign_source = ColumnDataSource({"minute": [], "count": []})
         self.startup_source = ColumnDataSource({"left": [], "right": [], "top": []})
         self.summary = pn.pane.Markdown("", sizing_mode="stretch_width")
