@@ -77,7 +77,6 @@ class CreateView(Viewer):
         state.param.watch(self._show_operations, ["operations", "running"])
         if not state.has_fleet:
             self.launch.disabled = True
-            state.message = "No fleet is configured in this server: VMs cannot be launched here."
         self._show_message()
         self._show_progress()
         self._show_operations()

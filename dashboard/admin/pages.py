@@ -17,6 +17,7 @@ from dashboard.admin.credentials import CredentialsState, CredentialsView
 from dashboard.admin.instances import InstancesView
 from dashboard.admin.launch import LaunchState
 from dashboard.admin.overview import OverviewState, OverviewView
+from dashboard.admin.widgets import notice
 from dashboard.live import live_table
 from dashboard.runtime import Runtime
 from lablink_core.aws_credentials import AwsCredentialStore
@@ -26,6 +27,13 @@ from lablink_core.services import data_dir
 def _fleet(runtime: Runtime) -> Any:
     """The process's fleet, or None when the server runs without one."""
     return getattr(runtime, "fleet", None)
+
+
+def _no_fleet_note(runtime: Runtime, what: str) -> list[Any]:
+    if _fleet(runtime) is not None:
+        return []
+    reason = getattr(runtime, "fleet_error", None) or "no fleet provider is configured"
+    return [notice(f"This server has no fleet ({reason}), so {what}.", "warning")]
 
 
 def _page(title: str, *parts: Any) -> pn.Column:
@@ -50,12 +58,7 @@ def instances_page(runtime: Runtime) -> Any:
     )
     view = InstancesView(table, actions)
     view.attach()
-    notes = []
-    if actions.has_fleet is False:
-        notes.append(
-            pn.pane.Markdown("No fleet is configured in this server: destroying is disabled.")
-        )
-    return _page("Instances", *notes, view)
+    return _page("Instances", *_no_fleet_note(runtime, "VMs cannot be destroyed here"), view)
 
 
 def create_page(runtime: Runtime) -> Any:
@@ -67,7 +70,7 @@ def create_page(runtime: Runtime) -> Any:
     )
     view = CreateView(state)
     view.attach()
-    return _page("Create instances", view)
+    return _page("Create instances", *_no_fleet_note(runtime, "VMs cannot be launched here"), view)
 
 
 def credentials_page(runtime: Runtime) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 
+import panel as pn
+
 from lablink_core.fleet.base import FleetProgress
 
 NAV_LINKS = (
@@ -30,6 +32,11 @@ def notice_html(text: str, kind: str = "info") -> str:
         f'<div role="status" style="color:{color};background:{background};'
         f'padding:8px 12px;border-radius:6px;white-space:pre-wrap">{html.escape(text)}</div>'
     )
+
+
+def notice(text: str, kind: str = "info") -> pn.pane.HTML:
+    """A pane showing :func:`notice_html`."""
+    return pn.pane.HTML(notice_html(text, kind), sizing_mode="stretch_width")
 
 
 def kind_of(message: str) -> str:
