@@ -61,6 +61,10 @@ def run_server(
             on_ready()
 
     def request_stop(*_: object) -> None:
+        # Later signals during shutdown are ignored: stopping twice would abort the cleanup
+        # that stops local VMs and the private database.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         loop.add_callback_from_signal(loop.stop)
 
     signal.signal(signal.SIGTERM, request_stop)
