@@ -128,6 +128,7 @@ class RequestState(param.Parameterized):
         finally:
             self.busy = False
         self._hold(assignment)
+        await self.refresh_free_count()
         return assignment
 
     def _hold(self, assignment: Assignment) -> None:
@@ -159,6 +160,7 @@ class RequestState(param.Parameterized):
             self.busy = False
         self.seat = None
         self._say(f"{seat.hostname} was released. Thank you!", "info")
+        await self.refresh_free_count()
 
     async def restore(self, stored: Seat | None) -> None:
         """A returning browser: show its VM if the server confirms the seat is still held."""
