@@ -18,7 +18,7 @@ from lablink_core.localdb import LocalPostgres
 from lablink_core.vms import VMRegistry, VMTask
 from lablink_core.waiters import AssignmentWaiters
 from tests.integration.test_allocation import crd
-from tests.support.waiting import async_wait_until
+from tests.support.waiting import async_wait_until, run_async
 
 
 def test_trigger_payload_is_small_and_skips_heartbeats(
@@ -70,7 +70,7 @@ def test_two_hundred_waiters_each_woken_exactly_once(
         await listener.stop()
         return results, wakeups
 
-    results, wakeups = asyncio.run(scenario())
+    results, wakeups = run_async(scenario())
     assert all(r is not None and r.assigned for r in results)
     assert sorted(r.hostname for r in results if r) == names
     assert wakeups == 200
@@ -90,7 +90,7 @@ def test_waiter_whose_vm_was_already_assigned_returns_at_once(
         await listener.stop()
         return result
 
-    result = asyncio.run(scenario())
+    result = run_async(scenario())
     assert result is not None and result.pin == seat.pin and result.crd is not None
 
 
@@ -108,7 +108,7 @@ def test_waiter_is_removed_when_its_request_goes_away(
         await listener.stop()
         return waiters.count
 
-    assert asyncio.run(scenario()) == 0
+    assert run_async(scenario()) == 0
 
 
 def _gated_connect(gate: threading.Event) -> Callable[[str, str], object]:
@@ -153,7 +153,7 @@ def test_listener_survives_a_server_restart_and_delivers_what_it_missed(
         return result, reconnect_seconds, listener.reconnects
 
     try:
-        result, reconnect_seconds, reconnects = asyncio.run(scenario())
+        result, reconnect_seconds, reconnects = run_async(scenario())
     finally:
         engine.dispose()
     assert result is not None and result.assigned
