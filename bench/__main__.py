@@ -1,6 +1,6 @@
 """`python -m bench [--quick] [--only NAME] [--output DIR]`: run the benchmarks, write
-latest.md and latest.json, and exit 1 if any benchmark saw errors or double assignments
-(never because of a timing)."""
+latest.md and latest.json (bench/results/latest-quick.* etc. for smoke and partial runs), and
+exit 1 if any benchmark saw errors or double assignments (never because of a timing)."""
 
 from __future__ import annotations
 
@@ -31,11 +31,20 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _stem(args: argparse.Namespace, names: list[str]) -> str:
+    """latest.* for a full run of everything; smoke and partial runs get names of their own,
+    so they never overwrite the committed full results."""
+    if args.output != RESULTS_DIR or (not args.quick and list(names) == list(BENCHMARKS)):
+        return "latest"
+    parts = (["quick"] if args.quick else []) + ([] if names == list(BENCHMARKS) else names)
+    return "latest-" + "-".join(parts)
+
+
 def run_one(name: str, quick: bool) -> dict[str, Any]:
     """One benchmark's outcome; a crash is reported as an error, not raised."""
     began = time.monotonic()
     try:
-        outcome = importlib.import_module(f"bench.{name}").run(quick)
+        outcome: dict[str, Any] = importlib.import_module(f"bench.{name}").run(quick)
     except Exception as error:
         print(traceback.format_exc(), file=sys.stderr, flush=True)
         outcome = result(
@@ -69,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine,
         "benchmarks": outcomes,
     }
-    markdown, data = write(document, args.output)
+    markdown, data = write(document, args.output, _stem(args, names))
     failed = [n for n, o in outcomes.items() if o["errors"] or o["doubles"]]
     print(f"wrote {markdown} and {data} in {document['duration_s']:.0f} s", flush=True)
     if failed:

@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import platform
 import resource
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,8 +158,27 @@ def _ram_gib() -> float:
     return 0.0
 
 
+def code_version() -> str:
+    """The commit benchmarked, and whether the server code had uncommitted changes."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "lablink_core", "dashboard"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{commit} (uncommitted server changes)" if changed else commit or "unknown"
+
+
 def machine_info(postgres_version: str, postgres_settings: dict[str, str]) -> dict[str, object]:
     return {
+        "code": code_version(),
         "nproc": len(os.sched_getaffinity(0)),
         "ram_gib": _ram_gib(),
         "cpu_model": _cpu_model(),
@@ -167,4 +187,5 @@ def machine_info(postgres_version: str, postgres_settings: dict[str, str]) -> di
         "postgresql": postgres_version,
         "postgresql_settings": postgres_settings,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
     }

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).parent / "results"
+DISTURBED_PERCENT = 25.0  # other programs' CPU (% of one core) above which a table is flagged
 
 
 def result(
@@ -58,6 +59,12 @@ def table_markdown(outcome: dict[str, Any]) -> str:
     lines += ["", f"Errors: {outcome['errors']}. Double assignments: {outcome['doubles']}."]
     if outcome.get("duration_s") is not None:
         lines[-1] += f" Took {outcome['duration_s']:.1f} s."
+    others = [row.get("cpu_other", 0.0) for row in outcome["rows"]]
+    if max(others, default=0.0) > DISTURBED_PERCENT:
+        lines.append(
+            f"- Disturbed: other programs on this machine used up to {max(others):.0f}% of a "
+            "core while these rows ran ('other CPU %'); their timings understate this code."
+        )
     for item in outcome["targets"]:
         mark = "met" if item["met"] else "MISSED"
         lines.append(f"- Target {item['what']} {item['target']}: {item['value']} ({mark})")
@@ -78,6 +85,8 @@ def machine_markdown(machine: dict[str, Any]) -> str:
             f"| Python | {machine['python']} |",
             f"| PostgreSQL | {machine['postgresql']} ({settings}) |",
             f"| date | {machine['date']} |",
+            f"| code | {machine.get('code', 'unknown')} |",
+            f"| load average (1, 5, 15 min) at start | {machine.get('load_average_at_start')} |",
         ]
     )
 
@@ -100,10 +109,12 @@ def full_markdown(document: dict[str, Any]) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def write(document: dict[str, Any], directory: Path = RESULTS_DIR) -> tuple[Path, Path]:
-    """Write latest.md and latest.json; returns their paths."""
+def write(
+    document: dict[str, Any], directory: Path = RESULTS_DIR, stem: str = "latest"
+) -> tuple[Path, Path]:
+    """Write ``stem``.md and ``stem``.json; returns their paths."""
     directory.mkdir(parents=True, exist_ok=True)
-    markdown, data = directory / "latest.md", directory / "latest.json"
+    markdown, data = directory / f"{stem}.md", directory / f"{stem}.json"
     _replace(markdown, full_markdown(document))
     _replace(data, json.dumps(document, indent=2, default=str) + "\n")
     return markdown, data

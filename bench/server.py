@@ -85,7 +85,7 @@ class ServerProcess:
 
     def info(self) -> dict[str, Any]:
         """GET /api/server with the admin login: waiting VMs, database backends, ..."""
-        reply = httpx.get(f"{self.url}/api/server", auth=(ADMIN_USER, ADMIN_PASSWORD), timeout=10)
+        reply = httpx.get(f"{self.url}/api/server", auth=(ADMIN_USER, ADMIN_PASSWORD), timeout=30)
         reply.raise_for_status()
         data: dict[str, Any] = reply.json()
         return data

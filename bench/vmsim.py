@@ -91,7 +91,9 @@ async def until(condition: Any, timeout: float, interval: float = 0.05) -> bool:
     """Await a blocking ``condition()`` (run in a thread) until true or ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if await asyncio.to_thread(condition):
-            return True
+        # A status request may time out while the server is flooded: that is "not yet".
+        with contextlib.suppress(Exception):
+            if await asyncio.to_thread(condition):
+                return True
         await asyncio.sleep(interval)
     return False
