@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
+from concurrent.futures import Executor
 from typing import Any
 
 import pandas as pd
 import panel as pn
 from panel.viewable import Viewer
 
+from dashboard.admin.actions import in_background
 from dashboard.admin.launch import LaunchState
-from dashboard.admin.ticker import SessionTicker
+from dashboard.admin.ticker import Poller, SessionTicker
 from dashboard.admin.widgets import kind_of, notice_html, progress_text, progress_value
 from lablink_core.fleet.operations import describe
 
@@ -49,6 +50,7 @@ class CreateView(Viewer):
     def __init__(self, state: LaunchState, **params: Any) -> None:
         super().__init__(**params)
         self.state = state
+        self._poller: Poller[Any] | None = None
         limit = state.param.count.bounds[1]
         self.count = pn.widgets.IntInput.from_param(
             state.param.count, label=f"Number of instances (1-{limit})", start=1, end=limit
@@ -81,18 +83,24 @@ class CreateView(Viewer):
         self._show_progress()
         self._show_operations()
 
-    def attach(self) -> None:
+    def attach(self, executor: Executor | None = None) -> None:
         """Follow progress on this session's ticks and poll the history every 2 s."""
-        ticker = SessionTicker(self.state.drain, pn.state.curdoc, min_interval=0.25)
+        doc = pn.state.curdoc
+        ticker = SessionTicker(self.state.drain, doc, min_interval=0.25)
         self.state.notify_with(ticker.request)
-        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-            pn.state.add_periodic_callback(self.poll, period=2000)
-            pn.state.on_session_destroyed(lambda _context: ticker.close())
-        pn.state.execute(self.poll)
+        self._poller = Poller(self.state.read_operations, self._show_read, doc, executor)
+        if doc is not None and doc.session_context is not None:
+            pn.state.add_periodic_callback(self._poller.poll, period=2000)
+            pn.state.on_session_destroyed(lambda _context: self._close(ticker))
+        self._poller.poll()
 
-    async def poll(self) -> None:
-        operations, running = await asyncio.to_thread(self.state.read_operations)
-        self.state.show_operations(operations, running)
+    def _close(self, ticker: SessionTicker) -> None:
+        ticker.close()
+        if self._poller is not None:
+            self._poller.close()
+
+    def _show_read(self, read: tuple[list[dict[str, Any]], dict[str, Any] | None]) -> None:
+        self.state.show_operations(*read)
 
     def __panel__(self) -> pn.viewable.Viewable:
         form = pn.Column(self.count, *self.machine, self.launch, width=420)
@@ -113,20 +121,23 @@ class CreateView(Viewer):
         self.state.log = ""
         self.notice.object = notice_html("Starting the launch...", "info")
 
-        async def start() -> None:
+        def start() -> None:  # off the loop: fleet.start waits for the lock and the database
             try:
-                await asyncio.to_thread(self.state.launch)
-                await self.poll()
+                self.state.launch()
             finally:
                 self.launch.disabled = False
+                if self._poller is not None:
+                    self._poller.poll()
 
-        pn.state.execute(start)
+        in_background(start, name="lablink-launch")
 
     def _show_message(self, *_events: object) -> None:
         self.notice.object = notice_html(self.state.message, kind_of(self.state.message))
 
     def _show_progress(self, *_events: object) -> None:
         progress = self.state.progress
+        if progress is not None and progress.finished and self._poller is not None:
+            self._poller.poll()  # the history and "running" box catch up at once
         self.progress.visible = progress is not None
         self.progress.value = progress_value(progress)
         self.progress_label.object = notice_html(progress_text(progress))

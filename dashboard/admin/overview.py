@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, Range1d
 from bokeh.plotting import figure
 from panel.viewable import Viewer
 from sqlalchemy import Engine
 
+from dashboard.admin.ticker import Poller
 from dashboard.admin.widgets import NAV_LINKS
 from lablink_core import stats
 from lablink_core.models import VM_STATUSES
 
 HISTORY = dt.timedelta(hours=24)
+STARTUP_TITLE = "VM start-up time (launch to ready, seconds)"
 
 
 class OverviewState(param.Parameterized):
@@ -56,6 +58,18 @@ def _figure(title: str, **kwargs: Any) -> Any:
     return plot
 
 
+def datetime_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _window(
+    now: dt.datetime, minutes: list[dt.datetime] | None = None
+) -> tuple[dt.datetime, dt.datetime]:
+    """At least the last hour on the time axis, more if older minutes have assignments."""
+    start = min([now - dt.timedelta(hours=1), *(minutes or [])])
+    return start - dt.timedelta(minutes=1), now + dt.timedelta(minutes=1)
+
+
 def histogram(values: list[float], bins: int = 20) -> dict[str, list[float]]:
     if not values:
         return {"left": [], "right": [], "top": []}
@@ -75,30 +89,39 @@ class OverviewView(Viewer):
         self.assign_source = ColumnDataSource({"minute": [], "count": []})
         self.startup_source = ColumnDataSource({"left": [], "right": [], "top": []})
         self.summary = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self._make_plots()
         state.param.watch(self._render, ["counts", "assignments", "startup"])
         self._render()
 
-    def attach(self, period_ms: int = 10_000) -> None:
-        """Read now and every ``period_ms`` while the session lives."""
-        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-            pn.state.add_periodic_callback(self.poll, period=period_ms)
-        pn.state.execute(self.poll)
+    def attach(self, period_ms: int = 10_000, executor: Executor | None = None) -> None:
+        """Read now and every ``period_ms`` while the session lives (reads run off the loop;
+        the plots change on the session's tick)."""
+        doc = pn.state.curdoc
+        poller = Poller(self.state.read, self._show, doc, executor)
+        if doc is not None and doc.session_context is not None:
+            pn.state.add_periodic_callback(poller.poll, period=period_ms)
+            pn.state.on_session_destroyed(lambda _context: poller.close())
+        poller.poll()
 
-    async def poll(self) -> None:
-        self.state.param.update(**(await asyncio.to_thread(self.state.read)))
+    def _show(self, values: dict[str, Any]) -> None:
+        self.state.param.update(**values)
 
-    def _plots(self) -> list[Any]:
+    def _make_plots(self) -> None:
         by_status = _figure("VMs by status", x_range=list(VM_STATUSES))
         by_status.vbar(x="status", top="count", width=0.7, source=self.status_source)
         by_status.y_range.start = 0
-        assigned = _figure("Assignments per minute (last 24 h)", x_axis_type="datetime")
-        assigned.vbar(x="minute", top="count", width=50_000, source=self.assign_source)
+        self.minutes = Range1d(*_window(datetime_now()))
+        assigned = _figure("Assignments per minute", x_axis_type="datetime", x_range=self.minutes)
+        assigned.vbar(x="minute", top="count", width=45_000, source=self.assign_source)
         assigned.y_range.start = 0
-        startup = _figure("VM start-up time (launch to ready, seconds)")
-        startup.quad(left="left", right="right", top="top", bottom=0, source=self.startup_source)
-        startup.y_range.start = 0
-        return [
-            pn.pane.Bokeh(p, sizing_mode="stretch_width") for p in (by_status, assigned, startup)
+        self.startup_plot = _figure(STARTUP_TITLE)
+        self.startup_plot.quad(
+            left="left", right="right", top="top", bottom=0, source=self.startup_source
+        )
+        self.startup_plot.y_range.start = 0
+        self.plots = [
+            pn.pane.Bokeh(p, sizing_mode="stretch_width")
+            for p in (by_status, assigned, self.startup_plot)
         ]
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -106,7 +129,7 @@ class OverviewView(Viewer):
         return pn.Column(
             self.summary,
             pn.pane.Markdown(links),
-            pn.GridBox(*self._plots(), ncols=2, sizing_mode="stretch_width"),
+            pn.GridBox(*self.plots, ncols=2, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
 
@@ -121,7 +144,10 @@ class OverviewView(Viewer):
             "minute": [m for m, _ in minutes],
             "count": [n for _, n in minutes],
         }
+        self.minutes.start, self.minutes.end = _window(datetime_now(), [m for m, _ in minutes])
         self.startup_source.data = histogram(self.state.startup)
+        empty = "" if self.state.startup else " (no fleet-launched VM has started yet)"
+        self.startup_plot.title.text = STARTUP_TITLE + empty
         total = sum(counts.values())
         free = counts.get("available", 0)
         held = counts.get("assigned", 0) + counts.get("connected", 0)

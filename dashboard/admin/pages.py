@@ -44,7 +44,7 @@ def overview_page(runtime: Runtime) -> Any:
     """/admin: VM counts, assignments over time, start-up times, links."""
     state = OverviewState(runtime.services.engine, runtime.config.db.table_name)
     view = OverviewView(state)
-    view.attach()
+    view.attach(executor=runtime.executor)
     return _page("LabLink admin", view)
 
 
@@ -69,7 +69,7 @@ def create_page(runtime: Runtime) -> Any:
         max_instances=runtime.config.fleet.max_instances,
     )
     view = CreateView(state)
-    view.attach()
+    view.attach(executor=runtime.executor)
     return _page("Create instances", *_no_fleet_note(runtime, "VMs cannot be launched here"), view)
 
 

@@ -3,6 +3,7 @@ the server-wide :class:`~dashboard.live.LiveVMTable` through a per-session subsc
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import panel as pn
+from bokeh.models.widgets.tables import NumberFormatter
 from panel.viewable import Viewer
 
 from dashboard.admin.ticker import SessionTicker
@@ -67,13 +69,28 @@ class LiveTableView(Viewer):
             show_index=False,
             disabled=True,
             titles=TITLES,
-            formatters={"in_use": {"type": "tickCross"}, "unresponsive": {"type": "tickCross"}},
+            formatters={
+                "in_use": {"type": "tickCross"},
+                "unresponsive": {"type": "tickCross"},
+                "last_heard_s": NumberFormatter(format="0,0", text_align="right"),
+                "age_s": NumberFormatter(format="0,0", text_align="right"),
+            },
             sizing_mode="stretch_width",
             min_height=300,
         )
+        self.summary = pn.pane.Str("", sizing_mode="stretch_width")
+        self._summarize(self.tabulator.value)
 
-    def __panel__(self) -> pn.widgets.Tabulator:
-        return self.tabulator
+    def __panel__(self) -> pn.Column:
+        return pn.Column(self.summary, self.tabulator, sizing_mode="stretch_width")
+
+    def _summarize(self, frame: pd.DataFrame) -> None:
+        held = int((frame["user_email"] != "").sum())
+        silent = int(frame["unresponsive"].sum())
+        stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S UTC")
+        self.summary.object = (
+            f"{len(frame)} VMs, {held} assigned, {silent} unresponsive (updated {stamp})"
+        )
 
     # Subscription ------------------------------------------------------------------------
 
@@ -112,6 +129,7 @@ class LiveTableView(Viewer):
 
     def apply(self, frame: pd.DataFrame) -> None:
         """Show ``frame``: patch the changed cells, or swap the value and keep the selection."""
+        self._summarize(frame)
         current = self.tabulator.value
         self.updates_applied += 1
         same_rows = (

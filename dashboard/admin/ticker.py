@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 
 from bokeh.document import Document
 from panel.io.state import set_curdoc
+
+log = logging.getLogger(__name__)
 
 
 class SessionTicker:
@@ -60,3 +64,56 @@ class SessionTicker:
             return
         with set_curdoc(self._doc):
             self._callback()
+
+
+class Poller[T]:
+    """Runs ``read`` off the event loop (on ``executor``, or a thread of its own) and hands
+    the result to ``apply`` on the session's tick, where changing Bokeh models is safe.
+    A poll requested while one is in flight is skipped."""
+
+    def __init__(
+        self,
+        read: Callable[[], T],
+        apply: Callable[[T], None],
+        doc: Document | None,
+        executor: Executor | None = None,
+    ) -> None:
+        self._read = read
+        self._apply = apply
+        self._executor = executor
+        self._ticker = SessionTicker(self._apply_latest, doc)
+        self._lock = threading.Lock()
+        self._busy = False
+        self._results: list[T] = []
+
+    def poll(self) -> None:
+        with self._lock:
+            if self._busy or self._ticker.closed:
+                return
+            self._busy = True
+        if self._executor is not None:
+            self._executor.submit(self._work)
+        else:
+            threading.Thread(target=self._work, name="lablink-admin-poll", daemon=True).start()
+
+    def close(self) -> None:
+        self._ticker.close()
+
+    def _work(self) -> None:
+        try:
+            result = self._read()
+        except Exception:
+            log.exception("an admin page could not read its data")
+            return
+        finally:
+            with self._lock:
+                self._busy = False
+        with self._lock:
+            self._results = [result]
+        self._ticker.request()
+
+    def _apply_latest(self) -> None:
+        with self._lock:
+            results, self._results = self._results, []
+        for result in results:
+            self._apply(result)

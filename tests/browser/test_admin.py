@@ -1,0 +1,139 @@
+"""The admin pages in a real browser against `lablink serve` with the local fleet: the live
+table follows an assignment without a reload, VMs are launched and destroyed through the
+pages behind confirmations, AWS keys are stored without being shown. Screenshots of each
+page go to artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect
+from sqlalchemy import create_engine
+
+from lablink_core.fleet.operations import fleet_lock
+from tests.browser.test_researcher import EMAIL, register_free, request_vm, vms
+from tests.fixtures.server import RunningServer, make_server_database
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def allocator_server(
+    postgres_server_url: str, template_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """This module's server: the local fleet, and a data folder (AWS keys) of its own."""
+    data_dir = tmp_path_factory.mktemp("lablink-admin-data")
+    server = RunningServer(
+        make_server_database(postgres_server_url, template_database),
+        extra_env={"LABLINK_APP_DATA_DIR": str(data_dir), "LABLINK_FLEET_PROVIDER": "local"},
+    ).start()
+    yield server
+    if server.process and server.process.poll() is None:
+        server.stop()
+
+
+def row(page: Page, hostname: str) -> Locator:
+    return page.get_by_role("row").filter(has_text=hostname)
+
+
+def local_vms(api: RunningServer) -> list[str]:
+    return sorted(str(v["hostname"]) for v in vms(api) if v["provider"] == "local")
+
+
+def test_an_open_admin_table_sees_an_assignment_without_reloading(
+    admin_page: Page, browser: Browser, api: RunningServer, screenshots_dir: Path
+) -> None:
+    register_free(api, "vm-a", "vm-b")
+    admin_page.goto(f"{api.url}/admin/instances")
+    expect(row(admin_page, "vm-a")).to_contain_text("available")
+    expect(row(admin_page, "vm-b")).to_contain_text("available")
+
+    researcher = browser.new_context().new_page()
+    request_vm(researcher, api)
+    assigned_at = time.monotonic()
+    hostname = researcher.get_by_test_id("hostname").inner_text()
+    expect(row(admin_page, hostname)).to_contain_text(EMAIL, timeout=2500)
+    print(f"admin table showed the assignment {time.monotonic() - assigned_at:.2f} s later")
+    expect(row(admin_page, hostname)).to_contain_text("assigned")
+    researcher.context.close()
+
+    admin_page.goto(f"{api.url}/admin")
+    expect(
+        admin_page.get_by_text(re.compile(r"2\s*VMs:\s*1\s*free,\s*1\s*assigned"))
+    ).to_be_visible()
+    expect(admin_page.locator("canvas").first).to_be_visible()  # the plots
+    admin_page.screenshot(path=screenshots_dir / "admin-overview.png", full_page=True)
+
+
+def test_launch_two_local_vms_then_destroy_one_and_all_with_confirmations(
+    admin_page: Page, api: RunningServer, screenshots_dir: Path
+) -> None:
+    page = admin_page
+    page.goto(f"{api.url}/admin/create")
+    count = page.get_by_label(re.compile(r"Number of instances"))
+    count.fill("2")
+    count.press("Enter")
+    page.get_by_role("button", name="Launch").click()
+    expect(page.get_by_text(re.compile(r"Launch #\d+ finished: 2 VMs launched"))).to_be_visible(
+        timeout=60_000
+    )
+    expect(page.get_by_text(re.compile(r"started lablink-vm-\d+")).first).to_be_visible()
+    expect(page.get_by_role("gridcell", name="launch").first).to_be_visible()
+    page.screenshot(path=screenshots_dir / "admin-create.png", full_page=True)
+
+    # While another operation holds the fleet (any process), a launch is refused, saying so.
+    engine = create_engine(api.database_url)
+    with fleet_lock(engine):
+        page.get_by_role("button", name="Launch").click()
+        expect(
+            page.get_by_text(re.compile(r"Another fleet operation|still running"))
+        ).to_be_visible()
+    engine.dispose()
+
+    launched = local_vms(api)
+    assert len(launched) == 2
+    keep, victim = launched[1], launched[0]
+    page.goto(f"{api.url}/admin/instances")
+    for name in launched:
+        expect(row(page, name)).to_contain_text("available", timeout=30_000)
+    row(page, victim).get_by_role("checkbox").click()
+    page.get_by_role("button", name="Destroy selected").click()
+    expect(page.get_by_text(f"Destroy 1 VM: {victim}")).to_be_visible()
+    page.screenshot(path=screenshots_dir / "admin-instances.png", full_page=True)
+    page.get_by_role("button", name="Destroy 1 VM").click()
+    expect(row(page, victim)).to_have_count(0, timeout=30_000)
+    expect(row(page, keep)).to_have_count(1)
+    assert local_vms(api) == [keep]
+
+    page.get_by_role("button", name="Destroy all").click()
+    expect(page.get_by_text(f"Destroy all 1 VMs of the fleet and its shared resources: {keep}"))
+    page.get_by_role("button", name="Destroy all 1").click()
+    expect(row(page, keep)).to_have_count(0, timeout=30_000)
+    wait_until(lambda: local_vms(api) == [], message="every local VM destroyed")
+
+
+def test_aws_keys_are_stored_and_never_shown(
+    admin_page: Page, api: RunningServer, screenshots_dir: Path
+) -> None:
+    page = admin_page
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    page.goto(f"{api.url}/admin/set-aws-credentials")
+    expect(page.get_by_text("AWS credentials: not set")).to_be_visible()
+    page.get_by_label("Access key id").fill("AKIAIOSFODNN7EXAMPLE")
+    page.get_by_label("Secret access key").fill(secret)
+    page.get_by_role("button", name="Save credentials").click()
+    expect(page.get_by_text("AWS credentials: set, key id ending MPLE")).to_be_visible()
+    expect(page.get_by_label("Secret access key")).to_have_value("")
+    expect(page.get_by_label("Access key id")).to_have_value("")
+    assert secret not in page.locator("body").inner_text()
+    page.screenshot(path=screenshots_dir / "admin-credentials.png", full_page=True)
+    page.reload()
+    expect(page.get_by_text("AWS credentials: set, key id ending MPLE")).to_be_visible()
+    reply = httpx.get(f"{api.url}/admin/set-aws-credentials", timeout=10)
+    assert secret not in reply.text
