@@ -99,6 +99,10 @@ class VMRegistry:
         self._engine = engine
         self._table = checked_identifier(table_name)
 
+    @property
+    def table_name(self) -> str:
+        return self._table
+
     def register(self, hostname: object, *, provider: str = "manual") -> VMTask:
         """First contact (or a poll) from a VM: insert or refresh it, return its task."""
         name = validate_hostname(hostname)

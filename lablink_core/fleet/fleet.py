@@ -84,7 +84,7 @@ class Fleet:
         self._engine = engine
         self._registry = registry
         # VMRegistry keeps its table name private; the fleet's SQL needs the same table.
-        self._table = FleetTable(engine, registry._table, name_prefix)
+        self._table = FleetTable(engine, registry.table_name, name_prefix)
         self._store = OperationStore(engine)
 
     # Operations -----------------------------------------------------------------------
