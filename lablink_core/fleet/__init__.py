@@ -71,8 +71,8 @@ def make_provider(
     """The provider the configuration asks for.
 
     ``allocator_url`` is how local VMs reach this server (http://127.0.0.1:<port>); AWS VMs
-    use ``app.public_url`` when it is set. The AWS provider is expected as
-    ``lablink_core.fleet.aws.AwsProvider(config, services, allocator_url=..., data_dir=...)``.
+    use ``app.public_url`` when it is set. The AWS provider is built by
+    ``lablink_core.fleet.aws.make_aws_provider`` (Terraform state under ``data_dir``).
     """
     if provider_name(config, data_dir) == "local":
         return LocalProvider(
@@ -88,7 +88,7 @@ def make_provider(
             "fleet.provider is 'aws' (or 'auto' with AWS keys set), but this installation has "
             "no AWS provider (lablink_core.fleet.aws); set fleet.provider to 'local'."
         ) from error
-    provider: FleetProvider = aws.AwsProvider(
+    provider: FleetProvider = aws.make_aws_provider(
         config,
         services,
         allocator_url=config.app.public_url or allocator_url,
