@@ -15,14 +15,8 @@ from pathlib import Path
 import pytest
 
 from lablink_core.client import __main__ as cli
-from lablink_core.client.agent import (
-    AgentConfig,
-    AllocatorRejected,
-    DryRunCrdRunner,
-    SubprocessCrdRunner,
-    VMAgent,
-    gpu_health,
-)
+from lablink_core.client.agent import AgentConfig, AllocatorRejected, VMAgent
+from lablink_core.client.runners import DryRunCrdRunner, SubprocessCrdRunner, gpu_health
 from lablink_core.client.transport import Backoff, Response, TransportError, UrllibTransport
 from lablink_core.crd import GOOGLE_REDIRECT_URL, START_HOST
 from lablink_core.errors import InvalidInput, Unauthorized
