@@ -44,10 +44,10 @@ def admin_header(runtime: Runtime) -> pn.viewable.Viewable:
     """Links between the admin pages, who is signed in, and the logout link."""
     links = " · ".join(f'<a href="{url}">{title}</a>' for url, (title, _) in ADMIN_PAGES.items())
     user = html.escape(runtime.admin.user)
-    return pn.pane.HTML(
-        f"<nav>{links}</nav><div>Signed in as <b>{user}</b> · "
-        f'<a href="{LOGOUT_ENDPOINT}">Log out</a></div>',
-        styles={"display": "flex", "gap": "2em"},
+    return pn.Row(
+        pn.pane.HTML(f"<nav>{links}</nav>"),
+        pn.HSpacer(),
+        pn.pane.HTML(f'Signed in as <b>{user}</b> · <a href="{LOGOUT_ENDPOINT}">Log out</a>'),
         sizing_mode="stretch_width",
     )
 

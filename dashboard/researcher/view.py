@@ -19,6 +19,7 @@ from panel.viewable import Viewer
 from dashboard.researcher.state import RequestState, Seat
 
 FREE_COUNT_PERIOD_MS = 5000
+MAX_STORED = 2048  # what the browser sends back is untrusted: a seat is a few hundred bytes
 HEADLESS_URL = "https://remotedesktop.google.com/headless"
 ACCESS_URL = "https://remotedesktop.google.com/access"
 COMMAND_PLACEHOLDER = (
@@ -178,8 +179,9 @@ class RequestView(Viewer):
         await self.state.release()
 
     async def _on_loaded(self, _: object) -> None:
+        text = self._store.stored
         try:
-            stored = Seat.from_dict(json.loads(self._store.stored or "null"))
+            stored = Seat.from_dict(json.loads(text)) if 0 < len(text) <= MAX_STORED else None
         except ValueError:
             stored = None
         await self.state.restore(stored)
