@@ -217,13 +217,15 @@ class AwsProvider:
     def _apply(self, change: Change, verb: str, log: LogCallback) -> None:
         with self._lock:
             wanted = change(self._refresh())
+            relay = _ProgressRelay(log)
             try:
-                outputs = self._runner.apply(self.variables(wanted), _ProgressRelay(log))
+                outputs = self._runner.apply(self.variables(wanted), relay)
             except TerraformError as error:
                 self._refresh()
                 raise self._failure(verb, error) from error
             vms = outputs.get("vms")
             self._desired = set(vms) if isinstance(vms, dict) else self.instances()
+            log(f"the AWS fleet has {len(self._desired)} VMs", relay.done)
 
     def _refresh(self) -> set[str]:
         self._desired = self.instances()
