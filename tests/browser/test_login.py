@@ -69,6 +69,11 @@ def test_the_right_password_gets_in_and_logout_locks_again(
 def test_the_login_cookie_opens_the_admin_api(admin_page: Page, api: RunningServer) -> None:
     listing = admin_page.request.get(f"{api.url}/api/vms")
     assert listing.status == 200 and listing.json()["count"] == 0
+    release = f"{api.url}/api/vms/vm-x/release"
+    same_site = admin_page.request.post(release, headers={"Origin": api.url})
+    assert same_site.status == 404  # let in; there is just no such VM
+    for headers in ({"Origin": "https://evil.example"}, {}):
+        assert admin_page.request.post(release, headers=headers).status == 401
     stranger = admin_page.context.browser
     assert stranger is not None
     assert_api_refuses_without_login(stranger, api)
