@@ -14,43 +14,23 @@ snapshots to its own widgets on its document's next tick (see :mod:`dashboard.ad
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import pandas as pd
 import param
 
+from dashboard.admin.frames import row_changes, vm_frame
 from lablink_core.listener import Notification, Subscriber
 
 log = logging.getLogger(__name__)
 
-COLUMNS = (
-    "hostname",
-    "status",
-    "user_email",
-    "in_use",
-    "health",
-    "last_heard_s",
-    "age_s",
-    "unresponsive",
-)
-TITLES = {
-    "hostname": "Hostname",
-    "status": "Status",
-    "user_email": "User email",
-    "in_use": "In use",
-    "health": "Health",
-    "last_heard_s": "Last heard (s ago)",
-    "age_s": "Age (s)",
-    "unresponsive": "Unresponsive",
-}
-
 SnapshotCallback = Callable[[pd.DataFrame], None]
+Changes = dict[str, list[tuple[Any, Any]]]
 
 
 class VMSource(Protocol):
@@ -63,36 +43,6 @@ class ListenerLike(Protocol):
     """What the table follows: :class:`lablink_core.listener.NotificationListener`."""
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]: ...
-
-
-def _seconds_since(moment: object, now: dt.datetime) -> float:
-    if not isinstance(moment, dt.datetime):
-        return math.nan
-    return float(max(0, round((now - moment).total_seconds())))
-
-
-def vm_frame(rows: Sequence[dict[str, Any]], now: dt.datetime | None = None) -> pd.DataFrame:
-    """The table's rows as a DataFrame indexed by hostname, with ages in whole seconds."""
-    now = now or dt.datetime.now(dt.UTC)
-    records = [
-        {
-            "hostname": str(row["hostname"]),
-            "status": str(row.get("status") or ""),
-            "user_email": str(row.get("user_email") or ""),
-            "in_use": bool(row.get("in_use")),
-            "health": str(row.get("health") or ""),
-            "last_heard_s": _seconds_since(row.get("last_heard_at"), now),
-            "age_s": _seconds_since(row.get("created_at"), now),
-            "unresponsive": bool(row.get("unresponsive")),
-        }
-        for row in rows
-    ]
-    frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
-    text = dict.fromkeys(("hostname", "status", "user_email", "health"), object)
-    frame = frame.astype({**text, "in_use": bool, "unresponsive": bool})
-    frame = frame.astype({"last_heard_s": float, "age_s": float})
-    frame.index = pd.Index(frame["hostname"].to_numpy(), name="vm", dtype=object)
-    return frame
 
 
 class LiveVMTable(param.Parameterized):
@@ -131,8 +81,11 @@ class LiveVMTable(param.Parameterized):
         self._callbacks: dict[int, SnapshotCallback] = {}
         self._next_token = 0
         self._snapshot = vm_frame([])
+        self._previous: pd.DataFrame | None = None
+        self._step_changes: tuple[pd.DataFrame, Changes | None] | None = None
         self._loaded_at: float | None = None  # monotonic time of the last read's start
         self._dirty_since: float | None = None
+        self._change_read_at: float | None = None  # start of the last change-driven read
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._stop_listening: Callable[[], None] | None = None
@@ -176,6 +129,20 @@ class LiveVMTable(param.Parameterized):
     def snapshot(self) -> pd.DataFrame:
         """The latest frame. Shared: copy it before changing it (Tabulator.patch does)."""
         return self._snapshot
+
+    def changes(self, old: pd.DataFrame, new: pd.DataFrame) -> Changes | None:
+        """:func:`~dashboard.admin.frames.row_changes` of ``old`` -> ``new``, computed once
+        for every session when that is the latest step (sessions are usually in step)."""
+        with self._condition:
+            latest = old is self._previous and new is self._snapshot
+            cached = self._step_changes
+        if latest and cached is not None and cached[0] is new:
+            return cached[1]
+        result = row_changes(old, new)
+        if latest:
+            with self._condition:
+                self._step_changes = (new, result)
+        return result
 
     def subscribe(self, callback: SnapshotCallback) -> Callable[[], None]:
         """Call ``callback(frame)`` from the reading thread with each new snapshot.
@@ -238,7 +205,9 @@ class LiveVMTable(param.Parameterized):
         periodic = last + self.periodic_interval
         if self._dirty_since is None:
             return periodic
-        changed = max(self._dirty_since + self.settle, last + self.min_interval)
+        # Periodic reads do not delay a change: only change-driven reads are rate-limited.
+        last_change = self._change_read_at if self._change_read_at is not None else -math.inf
+        changed = max(self._dirty_since + self.settle, last_change + self.min_interval)
         return min(changed, periodic)
 
     def _wait_until_due(self) -> bool:
@@ -263,11 +232,13 @@ class LiveVMTable(param.Parameterized):
         started = self._clock()
         with self._condition:
             self._loaded_at = started  # a failed read also waits a period before the next
+            if self._dirty_since is not None:
+                self._change_read_at = started
             self._dirty_since = None  # changes from now on need another read
         rows = self._source.list(unresponsive_after=self.unresponsive_after)
         frame = vm_frame(rows)
         with self._condition:
-            self._snapshot = frame
+            self._previous, self._snapshot = self._snapshot, frame
             self.reads += 1
             self.last_read_seconds = self._clock() - started
             callbacks = list(self._callbacks.values())

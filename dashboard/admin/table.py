@@ -14,8 +14,9 @@ import panel as pn
 from bokeh.models.widgets.tables import NumberFormatter
 from panel.viewable import Viewer
 
+from dashboard.admin.frames import TITLES
 from dashboard.admin.ticker import SessionTicker
-from dashboard.live import TITLES, LiveVMTable
+from dashboard.live import LiveVMTable
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +35,6 @@ HEADER_FILTERS: dict[str, Any] = {
 }
 
 
-def changed_cells(old: pd.DataFrame, new: pd.DataFrame) -> dict[str, list[tuple[Any, Any]]]:
-    """Per column, (hostname, new value) for every cell that differs (same rows assumed)."""
-    patch: dict[str, list[tuple[Any, Any]]] = {}
-    for column in new.columns:
-        before, after = old[column], new[column]
-        differs = ~((before == after) | (before.isna() & after.isna()))
-        if differs.any():
-            patch[column] = list(after[differs].items())
-    return patch
-
-
 class LiveTableView(Viewer):
     """A Tabulator over a private copy of the live snapshot, updated on the session's ticks.
 
@@ -60,6 +50,7 @@ class LiveTableView(Viewer):
         self._ticker: SessionTicker | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.updates_applied = 0
+        self._shown = table.snapshot  # the shared frame the widget's value equals
         self.tabulator = pn.widgets.Tabulator(
             table.snapshot.copy(),
             pagination="remote",
@@ -130,15 +121,10 @@ class LiveTableView(Viewer):
     def apply(self, frame: pd.DataFrame) -> None:
         """Show ``frame``: patch the changed cells, or swap the value and keep the selection."""
         self._summarize(frame)
-        current = self.tabulator.value
         self.updates_applied += 1
-        same_rows = (
-            current is not None
-            and current.index.equals(frame.index)
-            and list(current.columns) == list(frame.columns)
-        )
-        if same_rows:
-            patch = changed_cells(current, frame)
+        patch = self._table.changes(self._shown, frame)
+        self._shown = frame
+        if patch is not None:
             cells = sum(len(values) for values in patch.values())
             if cells == 0:
                 return

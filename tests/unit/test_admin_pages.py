@@ -13,10 +13,11 @@ import pytest
 from dashboard.admin.actions import InstanceActions, csv_text, split_selection
 from dashboard.admin.confirm import ConfirmPanel, name_list
 from dashboard.admin.credentials import CredentialsState, CredentialsView
+from dashboard.admin.frames import vm_frame
 from dashboard.admin.instances import InstancesView
 from dashboard.admin.launch import LaunchState
 from dashboard.admin.overview import histogram
-from dashboard.live import LiveVMTable, vm_frame
+from dashboard.live import LiveVMTable
 from lablink_core.aws_credentials import AwsCredentialStore
 from lablink_core.config import MachineConfig
 from lablink_core.errors import NotFound, OperationInProgress

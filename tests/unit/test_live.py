@@ -10,8 +10,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from dashboard.admin.table import PATCH_LIMIT, LiveTableView, changed_cells
-from dashboard.live import COLUMNS, LiveVMTable, vm_frame
+from dashboard.admin.frames import COLUMNS, changed_cells, vm_frame
+from dashboard.admin.table import PATCH_LIMIT, LiveTableView
+from dashboard.live import LiveVMTable
 from lablink_core.listener import Notification, Subscriber
 from tests.support.waiting import wait_until
 
@@ -102,10 +103,23 @@ def test_change_driven_reads_are_at_least_min_interval_apart() -> None:
     clock = Clock()
     table = LiveVMTable(FakeSource(), clock=clock, settle=0.1, min_interval=1.0)
     table.subscribe(lambda frame: None)
-    table._read_and_publish()  # at 1000.0
+    table.on_notifications(note())
+    table._read_and_publish()  # a change-driven read at 1000.0
     clock.now += 0.2
     table.on_notifications(note())
     assert table._due(clock()) == pytest.approx(1001.0)
+
+
+def test_a_periodic_read_does_not_delay_a_change() -> None:
+    clock = Clock()
+    table = LiveVMTable(FakeSource(), clock=clock, settle=0.1, min_interval=1.0)
+    table.subscribe(lambda frame: None)
+    table._read_and_publish()  # the newcomer's read at 1000.0
+    clock.now += 5.0
+    table._read_and_publish()  # a periodic read (nothing changed) at 1005.0
+    clock.now += 0.2
+    table.on_notifications(note())
+    assert table._due(clock()) == pytest.approx(1005.3)
 
 
 def test_without_changes_the_table_is_reread_periodically() -> None:
@@ -287,3 +301,26 @@ def test_a_view_outside_a_server_applies_updates_at_once_and_detaches() -> None:
     detach()
     detach()
     assert table.subscriber_count == 0
+
+
+def test_the_difference_is_computed_once_for_all_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dashboard.live as live
+
+    calls: list[int] = []
+    real = live.row_changes
+
+    def counting(old: pd.DataFrame, new: pd.DataFrame) -> Any:
+        calls.append(1)
+        return real(old, new)
+
+    monkeypatch.setattr(live, "row_changes", counting)
+    source = FakeSource([row(f"vm-{i:03d}") for i in range(50)])
+    table = LiveVMTable(source)
+    table.refresh()
+    views = [LiveTableView(table) for _ in range(5)]
+    for view in views:
+        view.attach()
+    source.rows[3] = row("vm-003", status="assigned", user_email="ada@example.org")
+    table.refresh()
+    assert len(calls) == 1
+    assert all(v.tabulator.value.loc["vm-003", "user_email"] == "ada@example.org" for v in views)
