@@ -54,7 +54,7 @@ class SessionTicker:
     def _on_tick(self) -> None:
         wait = self._last_run + self._min_interval - time.monotonic()
         if wait > 0 and self._doc is not None:
-            # On the loop thread now, where timeout callbacks may be added.
+            # Too soon after the last run: come back later (Bokeh schedules thread-safely).
             self._doc.add_timeout_callback(self._on_tick, int(wait * 1000) + 1)
             return
         with self._lock:
