@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 
 from lablink_core.config import load_config
 
@@ -41,7 +40,8 @@ def serve_command(args: argparse.Namespace) -> int:
                 f"{runtime.admin.generated_password}",
                 flush=True,
             )
-        print(f"  admin API token: {runtime.admin.api_token}", file=sys.stderr, flush=True)
+        print("  admin API token for scripts: `lablink admin token`", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
 
     run_server(server, runtime, on_ready=announce)
     return 0

@@ -70,6 +70,22 @@ def cmd_vm_credential(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_token(args: argparse.Namespace) -> int:
+    from lablink_core.admin import load_admin_account
+    from lablink_core.services import open_services
+
+    config = _config(args)
+    services = open_services(config)
+    try:
+        account = load_admin_account(
+            services.engine, services.secrets, config.app.admin_user, config.app.admin_password
+        )
+        print(account.api_token)
+    finally:
+        services.close(stop_database=False)
+    return 0
+
+
 def _add(
     group: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
@@ -103,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     vm_cmds = vm.add_subparsers(dest="action", required=True)
     credential = _add(vm_cmds, "credential", cmd_vm_credential, "print a VM's credential")
     credential.add_argument("hostname")
+
+    admin = commands.add_parser("admin", help="admin account tools")
+    admin_cmds = admin.add_subparsers(dest="action", required=True)
+    _add(admin_cmds, "token", cmd_admin_token, "print the admin API token (Bearer) for scripts")
 
     for plugin in entry_points(group="lablink.commands"):
         register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
