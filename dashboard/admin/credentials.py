@@ -26,7 +26,7 @@ class CredentialsState(param.Parameterized):
         self._store = store
         self.status = store.describe()
 
-    def save(self, access_key_id: str, secret_access_key: str, session_token: str) -> bool:
+    def save(self, access_key_id: object, secret_access_key: object, session_token: object) -> bool:
         try:
             credentials = AwsCredentials.parse(access_key_id, secret_access_key, session_token)
             self._store.save(credentials)
