@@ -78,6 +78,7 @@ class LiveVMTable(param.Parameterized):
         self._clock = clock
         self._listener = listener
         self._condition = threading.Condition()
+        self._read_lock = threading.Lock()
         self._callbacks: dict[int, SnapshotCallback] = {}
         self._next_token = 0
         self._snapshot = vm_frame([])
@@ -229,6 +230,12 @@ class LiveVMTable(param.Parameterized):
                 log.exception("the live VM table could not be read; retrying")
 
     def _read_and_publish(self) -> pd.DataFrame:
+        # One read at a time (the thread, or a page's first refresh()), so snapshots are
+        # published in the order they were read.
+        with self._read_lock:
+            return self._read_and_publish_locked()
+
+    def _read_and_publish_locked(self) -> pd.DataFrame:
         started = self._clock()
         with self._condition:
             self._loaded_at = started  # a failed read also waits a period before the next
