@@ -24,7 +24,7 @@ def test_quick_benchmarks_see_no_errors_and_no_double_assignments(tmp_path: Path
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     document = json.loads((tmp_path / "latest.json").read_text())
-    assert set(document["benchmarks"]) == EXPECTED
+    assert set(document["benchmarks"]) >= EXPECTED
     for name, outcome in document["benchmarks"].items():
         assert outcome["errors"] == 0, (name, [r.get("error_samples") for r in outcome["rows"]])
         assert outcome["doubles"] == 0, (name, [r.get("audit") for r in outcome["rows"]])
