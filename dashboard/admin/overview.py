@@ -110,15 +110,20 @@ class OverviewView(Viewer):
         by_status = _figure("VMs by status", x_range=list(VM_STATUSES))
         by_status.vbar(x="status", top="count", width=0.7, source=self.status_source)
         by_status.y_range.start = 0
-        self.minutes = Range1d(*_window(datetime_now()))
-        assigned = _figure("Assignments per minute", x_axis_type="datetime", x_range=self.minutes)
+        # Explicit ranges: Bokeh draws no axes for an empty plot with automatic ranges.
+        self.minutes, self.assign_y = Range1d(*_window(datetime_now())), Range1d(0, 1)
+        assigned = _figure(
+            "Assignments per minute",
+            x_axis_type="datetime",
+            x_range=self.minutes,
+            y_range=self.assign_y,
+        )
         assigned.vbar(x="minute", top="count", width=45_000, source=self.assign_source)
-        assigned.y_range.start = 0
-        self.startup_plot = _figure(STARTUP_TITLE)
+        self.startup_x, self.startup_y = Range1d(0, 60), Range1d(0, 1)
+        self.startup_plot = _figure(STARTUP_TITLE, x_range=self.startup_x, y_range=self.startup_y)
         self.startup_plot.quad(
             left="left", right="right", top="top", bottom=0, source=self.startup_source
         )
-        self.startup_plot.y_range.start = 0
         self.plots = [
             pn.pane.Bokeh(p, sizing_mode="stretch_width")
             for p in (by_status, assigned, self.startup_plot)
@@ -145,7 +150,14 @@ class OverviewView(Viewer):
             "count": [n for _, n in minutes],
         }
         self.minutes.start, self.minutes.end = _window(datetime_now(), [m for m, _ in minutes])
-        self.startup_source.data = histogram(self.state.startup)
+        self.assign_y.end = max([1, *(n for _, n in minutes)]) * 1.1
+        bins = histogram(self.state.startup)
+        self.startup_source.data = bins
+        if bins["left"]:
+            pad = 0.1 * max(bins["right"][-1] - bins["left"][0], 0.1)
+            self.startup_x.start = max(0.0, bins["left"][0] - pad)
+            self.startup_x.end = bins["right"][-1] + pad
+        self.startup_y.end = max([1, *bins["top"]]) * 1.1
         empty = "" if self.state.startup else " (no fleet-launched VM has started yet)"
         self.startup_plot.title.text = STARTUP_TITLE + empty
         total = sum(counts.values())

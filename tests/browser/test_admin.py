@@ -79,7 +79,6 @@ def test_an_open_admin_table_sees_an_assignment_without_reloading(
         admin_page.get_by_text(re.compile(r"2\s*VMs:\s*1\s*free,\s*1\s*assigned"))
     ).to_be_visible()
     expect(admin_page.locator("canvas").first).to_be_visible()  # the plots
-    admin_page.screenshot(path=screenshots_dir / "admin-overview.png", full_page=True)
 
     # An admin takes the VM back, after a confirmation naming it and its holder.
     admin_page.goto(f"{api.url}/admin/instances")
@@ -122,6 +121,10 @@ def test_launch_two_local_vms_then_destroy_one_and_all_with_confirmations(
     page.goto(f"{api.url}/admin/instances")
     for name in launched:
         expect(row(page, name)).to_contain_text("available", timeout=30_000)
+    page.goto(f"{api.url}/admin")  # the start-up histogram now has the two launches
+    expect(page.get_by_text(re.compile(r"2\s*VMs:\s*2\s*free"))).to_be_visible()
+    page.screenshot(path=screenshots_dir / "admin-overview.png", full_page=True)
+    page.goto(f"{api.url}/admin/instances")
     row(page, victim).get_by_role("checkbox").click()
     page.get_by_role("button", name="Destroy selected").click()
     expect(page.get_by_text(f"Destroy 1 VM: {victim}")).to_be_visible()
