@@ -13,6 +13,7 @@ from bokeh.server.server import Server
 
 from dashboard.api.routes import api_routes
 from dashboard.auth import configure_auth, login_routes
+from dashboard.live import close_live_table
 from dashboard.pages import build_pages
 from dashboard.runtime import Runtime, build_runtime, current, install
 from lablink_core.config import LablinkConfig
@@ -76,6 +77,7 @@ def run_server(
     finally:
         # First, so no local VM process outlives the server (nor polls a closing one).
         runtime.stop_fleet()
+        close_live_table(runtime)
         server.stop()
         asyncio.get_event_loop().run_until_complete(runtime.stop())
         runtime.close()

@@ -55,7 +55,7 @@ def test_the_right_password_gets_in_and_logout_locks_again(
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{api.url}/admin/instances")
     expect(page.get_by_text("Signed in as")).to_be_visible()
-    page.screenshot(path=screenshots_dir / "admin-instances.png", full_page=True)
+    page.screenshot(path=screenshots_dir / "admin-after-login.png", full_page=True)
     for path in ADMIN_PAGES:
         page.goto(f"{api.url}{path}")
         expect(page).to_have_url(f"{api.url}{path}")
