@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.server",
     "tests.fixtures.browser",
+    "tests.fixtures.notebooks",
 ]
 
 
