@@ -15,7 +15,7 @@ import param
 
 from dashboard.admin.actions import FleetLike
 from lablink_core.config import MachineConfig
-from lablink_core.errors import LablinkError
+from lablink_core.errors import InvalidInput, LablinkError
 from lablink_core.fleet.base import FleetOperationHandle, FleetProgress
 
 LOG_LINES_KEPT = 400
@@ -106,8 +106,18 @@ class LaunchState(param.Parameterized):
         }
         MachineConfig(**values)  # raises ValueError on a value the config refuses
         changed = {k: v for k, v in values.items() if getattr(self._machine, k) != v}
-        if changed:
-            self._machine.param.update(**changed)
+        if not changed:
+            return
+        running = len(self._fleet.vms()) if self._fleet is not None else 0
+        if running:
+            # Every VM of a fleet shares these settings: changing them would make Terraform
+            # replace the running VMs, researchers' included.
+            raise InvalidInput(
+                f"Machine settings apply to the whole fleet, and changing them would replace its "
+                f"{running} running VMs. Launch with the current settings, or destroy the "
+                f"fleet first. (Changed: {', '.join(sorted(changed))}.)"
+            )
+        self._machine.param.update(**changed)
 
     def _on_progress(self, progress: FleetProgress) -> None:
         """The fleet's thread: buffer, then ask for a drain."""

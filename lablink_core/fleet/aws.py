@@ -154,17 +154,21 @@ class AwsProvider:
         self._credentials = credentials
         self.allocator_url = allocator_url.rstrip("/")
         self.deployment = deployment or deployment_name(config)
-        machine = config.machine
-        self._settings: dict[str, object] = {
-            "region": config.app.region,
+        self._config = config
+        self._lock = threading.Lock()
+        self._desired = self.instances()
+
+    def _settings(self) -> dict[str, object]:
+        # Read at each apply: the admin may change the machine settings (of an empty fleet).
+        machine = self._config.machine
+        return {
+            "region": self._config.app.region,
             "machine_type": machine.machine_type,
             "ami_id": machine.ami_id,
             "client_image": machine.image,
             "repository": machine.repository or "",
             "deployment_name": self.deployment,
         }
-        self._lock = threading.Lock()
-        self._desired = self.instances()
 
     @property
     def work_dir(self) -> Path:
@@ -208,7 +212,7 @@ class AwsProvider:
         """Every Terraform variable for a fleet of ``names`` (credentials included)."""
         ordered = sorted(names)
         return {
-            **self._settings,
+            **self._settings(),
             "allocator_url": self.allocator_url,
             "vm_names": ordered,
             "vm_credentials": {name: self._credentials.issue(name) for name in ordered},

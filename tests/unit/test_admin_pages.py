@@ -261,6 +261,17 @@ def test_launch_bounds_and_machine_settings() -> None:
     assert (machine.ami_id, machine.machine_type) == ("ami-0123456789abcdef0", "t3.micro")
 
 
+def test_machine_settings_of_a_running_fleet_cannot_change() -> None:
+    machine = MachineConfig()
+    state = LaunchState(FakeFleet(["lablink-vm-001"]), machine)
+    state.machine_type = "p3.2xlarge"
+    assert not state.launch()
+    assert "would replace its 1 running VMs" in state.message
+    assert machine.machine_type == "g4dn.xlarge"
+    state.machine_type = "g4dn.xlarge"
+    assert state.launch()  # the same settings: more VMs of the same kind
+
+
 # Credentials and overview -----------------------------------------------------------------
 
 
