@@ -33,6 +33,8 @@ from lablink_core.vms import VMRegistry
 from tests.fixtures.aws import MotoServer
 from tests.fixtures.aws import aws_environment as moto_environment
 from tests.integration.test_allocation import crd
+from tests.integration.test_terraform import instances as deployment_instances
+from tests.integration.test_terraform import security_groups as deployment_security_groups
 
 DEPLOYMENT = "lablink-vm"
 NAMES = ["lablink-vm-001", "lablink-vm-002", "lablink-vm-003"]
@@ -118,26 +120,11 @@ def aws_fleet(
 
 def instances(ec2: Any) -> dict[str, dict[str, Any]]:
     """Pending or running instances of the deployment, by Name tag."""
-    found: dict[str, dict[str, Any]] = {}
-    pages = ec2.get_paginator("describe_instances").paginate(
-        Filters=[
-            {"Name": "tag:lablink-deployment", "Values": [DEPLOYMENT]},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]},
-        ]
-    )
-    for page in pages:
-        for reservation in page["Reservations"]:
-            for instance in reservation["Instances"]:
-                tags = {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
-                found[tags["Name"]] = instance
-    return found
+    return deployment_instances(ec2, DEPLOYMENT)
 
 
 def security_groups(ec2: Any) -> list[str]:
-    groups = ec2.describe_security_groups(
-        Filters=[{"Name": "tag:lablink-deployment", "Values": [DEPLOYMENT]}]
-    )["SecurityGroups"]
-    return [group["GroupId"] for group in groups]
+    return deployment_security_groups(ec2, DEPLOYMENT)
 
 
 def ec2_for(endpoint: str) -> Any:
