@@ -32,7 +32,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PGDATA=/var/lib/postgresql/data \
-    LABLINK_APP_DATA_DIR=/var/lib/lablink
+    LABLINK_APP_DATA_DIR=/var/lib/lablink \
+    LABLINK_FLEET_TERRAFORM_DIR=/app/terraform/client
 
 # PostgreSQL 15 (bookworm's), but not the cluster the package would create and start:
 # start.sh makes its own in $PGDATA, configured before its first start.

@@ -139,6 +139,12 @@ class FleetConfig(Section):
     name_prefix = param.String(
         default="lablink-vm", regex=r"^[a-z][a-z0-9-]{0,30}$", doc="Prefix of VM hostnames."
     )
+    terraform_dir = param.String(
+        default=None,
+        allow_None=True,
+        doc="Folder of the client VMs' Terraform configuration (default: terraform/client "
+        "of this checkout).",
+    )
 
 
 class LablinkConfig(Section):

@@ -259,7 +259,7 @@ def make_aws_provider(
     data_dir: Path,
     aws_env: Mapping[str, str] | None = None,
     plugin_dir: Path | None = None,
-    source_dir: Path = CLIENT_CONFIG_DIR,
+    source_dir: Path | None = None,
 ) -> AwsProvider:
     """The provider of a deployment: state in ``<data_dir>/terraform/<deployment>/``, AWS
     settings from :func:`aws_environment` unless ``aws_env`` is given, the provider mirror
@@ -271,8 +271,10 @@ def make_aws_provider(
     work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the state is sensitive
     configured_mirror = os.environ.get(PLUGIN_DIR_VARIABLE)
     mirror = plugin_dir or (Path(configured_mirror) if configured_mirror else None)
+    configured_source = config.fleet.terraform_dir
     runner = TerraformRunner(
-        source_dir=source_dir,
+        source_dir=source_dir
+        or (Path(configured_source) if configured_source else CLIENT_CONFIG_DIR),
         work_dir=work_dir,
         env=dict(aws_env) if aws_env is not None else aws_environment(data_dir),
         plugin_dir=mirror,
