@@ -149,7 +149,10 @@ class AwsProvider:
         config: LablinkConfig,
         allocator_url: str,
         deployment: str | None = None,
+        env_source: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
+        # Called before each operation, so keys saved on the dashboard apply without a restart.
+        self._env_source = env_source
         self._runner = runner
         self._credentials = credentials
         self.allocator_url = allocator_url.rstrip("/")
@@ -232,6 +235,8 @@ class AwsProvider:
             log(f"the AWS fleet has {len(self._desired)} VMs", relay.done)
 
     def _refresh(self) -> set[str]:
+        if self._env_source is not None:
+            self._runner.set_env(self._env_source())
         self._desired = self.instances()
         return set(self._desired)
 
@@ -286,4 +291,5 @@ def make_aws_provider(
         config=config,
         allocator_url=allocator_url,
         deployment=deployment,
+        env_source=None if aws_env is not None else (lambda: aws_environment(data_dir)),
     )

@@ -79,6 +79,11 @@ class TerraformRunner:
         self._cancelled = threading.Event()
         self._depth = 0
 
+    def set_env(self, env: Mapping[str, str]) -> None:
+        """Replace the environment the next command gets (e.g. rotated AWS keys)."""
+        with self._busy:
+            self._env = dict(env)
+
     def ensure_init(self) -> None:
         """Copy the config into work_dir; run `terraform init` if never run or config changed."""
         with self._exclusive():

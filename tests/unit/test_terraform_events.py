@@ -349,3 +349,14 @@ def test_error_message_adds_first_paragraph_of_detail() -> None:
     assert error_message([event, event], []) == (
         "Resource precondition failed: vm_credentials has no credential for VM vm-b."
     )
+
+
+def test_a_new_environment_reaches_the_next_command(source_dir: Path, tmp_path: Path) -> None:
+    fake = FakeRunner()
+    runner = make_runner(source_dir, tmp_path, fake)
+    runner.apply({}, lambda event, progress: None)
+    runner.set_env({"AWS_ACCESS_KEY_ID": "AKIAROTATED", "AWS_SECRET_ACCESS_KEY": "rotated-secret"})
+    runner.apply({}, lambda event, progress: None)
+    before, after = [env for argv, env in fake.calls if argv[1] == "apply"]
+    assert before["AWS_ACCESS_KEY_ID"] == "AKIATEST"
+    assert after["AWS_ACCESS_KEY_ID"] == "AKIAROTATED"
