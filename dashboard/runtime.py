@@ -33,6 +33,11 @@ class Runtime:
     executor: ThreadPoolExecutor
     admin: AdminAccount
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    # Health checks and admin reads get threads of their own, so a flood of VM
+    # registrations cannot make a load balancer's health check time out.
+    admin_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="lablink-admin")
+    )
     # Built once the server knows its port (local VMs call back on it); None if the
     # configured provider cannot be built, with the reason in fleet_error for the pages.
     fleet: Fleet | None = None
@@ -47,6 +52,7 @@ class Runtime:
         self.waiters.close()
         await self.listener.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.admin_executor.shutdown(wait=False, cancel_futures=True)
 
     def attach_fleet(self, allocator_url: str) -> None:
         """Build the fleet (a local provider stops VM processes that stopped servers left

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, Row, text
 from sqlalchemy.exc import IntegrityError
 
 from lablink_core.crd import CrdCommand, parse_crd_command
+from lablink_core.db import reconnecting
 from lablink_core.errors import InvalidInput, NotFound, NoVMAvailable, SeatTaken
 from lablink_core.models import checked_identifier
 from lablink_core.validation import normalize_email, validate_hostname
@@ -76,6 +77,7 @@ class Allocator:
         self._new_pin = pin_factory
         self._new_token = token_factory
 
+    @reconnecting
     def request_vm(
         self, email: object, crd_command: object, seat_token: str | None = None
     ) -> Assignment:
@@ -152,6 +154,7 @@ class Allocator:
             {"email": email},
         ).first()
 
+    @reconnecting
     def holder_of(self, email: object) -> str | None:
         """The hostname that ``email`` holds, or None."""
         address = normalize_email(email)
@@ -162,6 +165,7 @@ class Allocator:
             ).scalar()
         return str(value) if value is not None else None
 
+    @reconnecting
     def seat(self, email: object, seat_token: str) -> str | None:
         """The hostname held by this email and token (for a returning browser), or None."""
         address = normalize_email(email)
@@ -174,6 +178,7 @@ class Allocator:
             return None
         return str(row.hostname)
 
+    @reconnecting
     def release(self, email: object, seat_token: str) -> str:
         """The researcher gives their VM back. Returns the hostname released."""
         address = normalize_email(email)
@@ -186,6 +191,7 @@ class Allocator:
             self._free(connection, str(row.hostname))
         return str(row.hostname)
 
+    @reconnecting
     def release_hostname(self, hostname: object) -> None:
         """An admin frees a VM, whoever holds it."""
         name = validate_hostname(hostname)
@@ -208,6 +214,7 @@ class Allocator:
         )
         return result.rowcount == 1
 
+    @reconnecting
     def free_count(self) -> int:
         with self._engine.connect() as connection:
             return int(

@@ -115,27 +115,30 @@ def _single_line(text: object) -> str:
     return line
 
 
+# One left-to-right scan (linear in the line's length): Google's own $(hostname) is skipped,
+# the first other expansion or operator is reported.
+_SHELL_SYNTAX_RE: Final = re.compile(
+    r"(?P<placeholder>" + re.escape(HOSTNAME_PLACEHOLDER) + r")"
+    r"|(?P<substitution>\$\()|(?P<expansion>\$\{)|(?P<variable>\$(?:[A-Za-z_][A-Za-z0-9_]*)?)"
+    r"|(?P<operator>" + "|".join(re.escape(op) for op in _SHELL_OPERATORS) + r")"
+)
+
+
 def _check_shell_syntax(line: str) -> None:
     """Refuse anything a shell would expand or treat as an operator."""
-    i = 0
-    while i < len(line):
-        if line.startswith(HOSTNAME_PLACEHOLDER, i):
-            i += len(HOSTNAME_PLACEHOLDER)
+    for match in _SHELL_SYNTAX_RE.finditer(line):
+        kind, text = match.lastgroup, match.group()
+        if kind == "placeholder":
             continue
-        rest = line[i:]
-        if rest.startswith("$("):
+        if kind == "substitution":
             raise _invalid(
                 f"command substitution '$(' is not allowed (only --name={HOSTNAME_PLACEHOLDER})"
             )
-        if rest.startswith("${"):
+        if kind == "expansion":
             raise _invalid("variable expansion '${' is not allowed")
-        if rest.startswith("$"):
-            var = re.match(r"\$[A-Za-z_][A-Za-z0-9_]*", rest)
-            raise _invalid(f"shell variable {var.group() if var else '$'!r} is not allowed")
-        for op in _SHELL_OPERATORS:
-            if rest.startswith(op):
-                raise _invalid(f"shell operator {op!r} is not allowed")
-        i += 1
+        if kind == "variable":
+            raise _invalid(f"shell variable {text!r} is not allowed")
+        raise _invalid(f"shell operator {text!r} is not allowed")
 
 
 def _tokenize(line: str) -> list[tuple[str, str]]:

@@ -2,29 +2,59 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 
 from lablink_core.config import DatabaseConfig
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str | URL, *, pool_size: int = 10, **kwargs: object) -> Engine:
-    """An engine for the allocator: pre-ping survives server restarts, short connect timeout."""
+def make_engine(
+    url: str | URL, *, pool_size: int = 10, pre_ping: bool = False, **kwargs: object
+) -> Engine:
+    """An engine for the allocator, with a short connect timeout.
+
+    No pre-ping by default: it costs a round trip per checkout on the hot path. After a
+    database restart the first statement on a stale connection fails, SQLAlchemy then drops
+    the whole pool, and callers answer that one request with a retryable 503.
+    """
     return create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_timeout=10,
         connect_args={"connect_timeout": 5, "application_name": "lablink"},
         **kwargs,
     )
+
+
+def reconnecting[**P, T](function: Callable[P, T]) -> Callable[P, T]:
+    """Run ``function`` again once if its connection turned out to be dead.
+
+    Without pre-ping, the first statement after a database restart meets a stale pooled
+    connection; SQLAlchemy then drops the whole pool, and one more try gets a fresh one.
+    Only for calls that are safe to repeat when the first try failed before it committed.
+    """
+
+    @functools.wraps(function)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return function(*args, **kwargs)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            return function(*args, **kwargs)
+
+    return call
 
 
 def ensure_database(url: str | URL) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, Row, text
 
 from lablink_core.crd import CrdCommand
+from lablink_core.db import reconnecting
 from lablink_core.errors import InvalidInput, NotFound
 from lablink_core.models import checked_identifier
 from lablink_core.validation import validate_hostname
@@ -103,6 +104,7 @@ class VMRegistry:
     def table_name(self) -> str:
         return self._table
 
+    @reconnecting
     def register(self, hostname: object, *, provider: str = "manual") -> VMTask:
         """First contact (or a poll) from a VM: insert or refresh it, return its task."""
         name = validate_hostname(hostname)
@@ -123,6 +125,7 @@ class VMRegistry:
             row = connection.execute(statement, {"hostname": name, "provider": provider}).one()
         return _task(row)
 
+    @reconnecting
     def tasks(self, hostnames: Sequence[str]) -> dict[str, VMTask]:
         """Current tasks of many VMs in one query (the listener wakes waiters in batches)."""
         if not hostnames:
@@ -134,6 +137,7 @@ class VMRegistry:
             ).all()
         return {row.hostname: _task(row) for row in rows}
 
+    @reconnecting
     def report(self, hostname: object, report: VMStatusReport) -> None:
         """Record a VM's status report and heartbeat without touching its assignment."""
         name = validate_hostname(hostname)
@@ -165,6 +169,7 @@ class VMRegistry:
             if connection.execute(statement, params).rowcount == 0:
                 raise NotFound(f"No VM named {name} is registered; call /vm_startup first.")
 
+    @reconnecting
     def add_booting(self, hostnames: Iterable[str], *, provider: str) -> None:
         """Rows for VMs a fleet just launched, before they call in."""
         rows = [{"hostname": validate_hostname(h), "provider": provider} for h in hostnames]
@@ -179,6 +184,7 @@ class VMRegistry:
                 rows,
             )
 
+    @reconnecting
     def remove(self, hostnames: Iterable[str]) -> int:
         """Forget VMs that a fleet destroyed."""
         names = [validate_hostname(h) for h in hostnames]
@@ -188,6 +194,7 @@ class VMRegistry:
             )
         return int(result.rowcount)
 
+    @reconnecting
     def list(self, *, unresponsive_after: float = 120.0) -> list[dict[str, Any]]:
         """Every VM as a plain dict, with ``unresponsive`` derived from the last heartbeat."""
         statement = text(
@@ -204,6 +211,7 @@ class VMRegistry:
             rows = connection.execute(statement, {"silence": unresponsive_after}).mappings().all()
         return [dict(row) for row in rows]
 
+    @reconnecting
     def counts(self) -> dict[str, int]:
         """How many VMs are in each status."""
         with self._engine.connect() as connection:

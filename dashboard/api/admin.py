@@ -16,6 +16,8 @@ from lablink_core.errors import Unauthorized
 class HealthHandler(ApiHandler):
     """200 when this process and its database answer, 503 otherwise."""
 
+    uses_admin_pool = True
+
     async def get(self) -> None:
         runtime = self.runtime
         detail = {"listener": runtime.listener.connected, "waiting_vms": runtime.waiters.count}
@@ -32,12 +34,13 @@ class AdminApiHandler(ApiHandler):
     """Admin-only: HTTP Basic with the admin login, the admin API token as a bearer, or the
     dashboard's login cookie (writes with the cookie must come from this site's pages)."""
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         admin = self.runtime.admin
         if admin.check_token(self.bearer_token()) or self._logged_in_by_cookie():
             return
         user, password = self._basic_credentials()
-        if user is not None and admin.check_password(user, password):
+        # bcrypt takes tens of milliseconds: never on the event loop.
+        if user is not None and await self.run_sync(admin.check_password, user, password):
             return
         self.set_header("WWW-Authenticate", 'Basic realm="lablink-admin"')
         raise Unauthorized("admin login required")

@@ -43,6 +43,8 @@ class ApiHandler(RequestHandler):
     """Thin base: parse, call one service, write JSON. Errors never leak a traceback."""
 
     runtime_ref: Callable[[], Runtime]
+    # Health and admin handlers run on the runtime's admin pool instead of the request pool.
+    uses_admin_pool = False
 
     def initialize(self, runtime: Callable[[], Runtime]) -> None:
         self.runtime_ref = runtime
@@ -61,7 +63,9 @@ class ApiHandler(RequestHandler):
     async def run_sync(self, function: Callable[..., T], *args: Any) -> T:
         """Run a blocking core call on the runtime's pool, off the event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.runtime.executor, lambda: function(*args))
+        runtime = self.runtime
+        pool = runtime.admin_executor if self.uses_admin_pool else runtime.executor
+        return await loop.run_in_executor(pool, lambda: function(*args))
 
     def body_fields(self) -> dict[str, Any]:
         """The body as a dict, from JSON or a form; anything else is a clear 4xx."""
