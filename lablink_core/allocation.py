@@ -69,9 +69,6 @@ class Allocator:
         token_factory: Callable[[], str] = new_seat_token,
     ) -> None:
         self._engine = engine
-        # A claim is one statement, atomic on its own: in autocommit it costs one round trip
-        # instead of BEGIN, UPDATE and COMMIT.
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._table = checked_identifier(table_name)
         self._release_status = "available" if release_policy == "reuse" else "recycling"
         self._new_pin = pin_factory
@@ -122,7 +119,7 @@ class Allocator:
             """
         )
         params = {"email": email, "code": crd.code, "url": crd.redirect_url, "pin": pin}
-        with self._autocommit.connect() as connection:
+        with self._engine.begin() as connection:
             row = connection.execute(statement, {**params, "token_hash": hash_token(token)}).first()
         if row is None:
             return None

@@ -34,8 +34,7 @@ class RequestVMHandler(ApiHandler):
         token = _text_field(fields, "seat_token", required=False) or self.get_cookie(SEAT_COOKIE)
         allocator = self.runtime.services.allocator
         assignment = await self.run_sync(allocator.request_vm, email, command, token)
-        self._remember_seat(assignment)
-        if self.wants_json():
+        if self.wants_json():  # scripts keep the token from the body; browsers get a cookie
             self.write_json(
                 {
                     "hostname": assignment.hostname,
@@ -46,6 +45,7 @@ class RequestVMHandler(ApiHandler):
                 }
             )
             return
+        self._remember_seat(assignment)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(_assignment_html(assignment))
 
