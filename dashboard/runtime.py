@@ -7,6 +7,7 @@ script (``panel serve``); handlers and pages reach it through :func:`current`.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -85,6 +86,9 @@ class Runtime:
 
 def build_runtime(config: LablinkConfig) -> Runtime:
     """Open the database (starting a private one if needed) and wire the process together."""
+    # Sessions opening at the same moment raced on Panel's lazy import of the Tabulator
+    # model ("partially initialized module"): import it once, before any session.
+    importlib.import_module("panel.models.tabulator")
     services = open_services(config)
     listener = NotificationListener(services.url, config.db.message_channel)
     waiters = AssignmentWaiters(listener, services.registry.tasks)
