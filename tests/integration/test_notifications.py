@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 
 import psycopg2
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from lablink_core.allocation import Allocator
 from lablink_core.config import DatabaseConfig
@@ -18,11 +18,11 @@ from lablink_core.localdb import LocalPostgres
 from lablink_core.vms import VMRegistry, VMTask
 from lablink_core.waiters import AssignmentWaiters
 from tests.integration.test_allocation import crd
-from tests.support.waiting import async_wait_until, run_async
+from tests.support.waiting import async_wait_until, run_async, wait_until
 
 
 def test_trigger_payload_is_small_and_skips_heartbeats(
-    database_url: str, registry: VMRegistry, allocator: Allocator
+    database_url: str, engine: Engine, registry: VMRegistry, allocator: Allocator
 ) -> None:
     listen = psycopg2.connect(libpq_dsn(database_url))
     listen.autocommit = True
@@ -30,8 +30,15 @@ def test_trigger_payload_is_small_and_skips_heartbeats(
     registry.register("vm-a")
     seat = allocator.request_vm("ada@example.org", crd())
     registry.register("vm-a")  # a poll is only a heartbeat: no notification
-    listen.poll()
-    payloads = [json.loads(n.payload) for n in listen.notifies]
+    with engine.begin() as connection:  # delivered after all of the above
+        connection.execute(text("SELECT pg_notify('vm_updates', 'sentinel')"))
+
+    def arrived_through_sentinel() -> bool:
+        listen.poll()
+        return any(n.payload == "sentinel" for n in listen.notifies)
+
+    wait_until(arrived_through_sentinel, message="the sentinel notification")
+    payloads = [json.loads(n.payload) for n in listen.notifies if n.payload != "sentinel"]
     listen.close()
     assert payloads == [
         {"hostname": "vm-a", "what": "created", "generation": 0},
