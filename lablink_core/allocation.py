@@ -151,26 +151,24 @@ class Allocator:
             {"email": email},
         ).first()
 
+    def _seat_row(self, email: object) -> Row[Any] | None:
+        address = normalize_email(email)
+        with self._engine.connect() as connection:
+            return connection.execute(
+                text(f"SELECT hostname, seat_token_hash FROM {self._table} WHERE user_email = :e"),
+                {"e": address},
+            ).first()
+
     @reconnecting
     def holder_of(self, email: object) -> str | None:
         """The hostname that ``email`` holds, or None."""
-        address = normalize_email(email)
-        with self._engine.connect() as connection:
-            value = connection.execute(
-                text(f"SELECT hostname FROM {self._table} WHERE user_email = :email"),
-                {"email": address},
-            ).scalar()
-        return str(value) if value is not None else None
+        row = self._seat_row(email)
+        return None if row is None else str(row.hostname)
 
     @reconnecting
     def seat(self, email: object, seat_token: str) -> str | None:
         """The hostname held by this email and token (for a returning browser), or None."""
-        address = normalize_email(email)
-        with self._engine.connect() as connection:
-            row = connection.execute(
-                text(f"SELECT hostname, seat_token_hash FROM {self._table} WHERE user_email = :e"),
-                {"e": address},
-            ).first()
+        row = self._seat_row(email)
         if row is None or not _token_matches(seat_token, row.seat_token_hash):
             return None
         return str(row.hostname)
