@@ -135,7 +135,9 @@ def test_launch_two_local_vms_then_destroy_one_and_all_with_confirmations(
     assert local_vms(api) == [keep]
 
     page.get_by_role("button", name="Destroy all").click()
-    expect(page.get_by_text(f"Destroy all 1 VMs of the fleet and its shared resources: {keep}"))
+    expect(
+        page.get_by_text(f"Destroy all 1 VMs of the fleet and its shared resources: {keep}")
+    ).to_be_visible()
     page.get_by_role("button", name="Destroy all 1").click()
     expect(row(page, keep)).to_have_count(0, timeout=30_000)
     wait_until(lambda: local_vms(api) == [], message="every local VM destroyed")
