@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,9 @@ from lablink_core.fleet.aws import (
     state_instance_names,
 )
 from lablink_core.fleet.operations import lock_is_held
-from lablink_core.fleet.terraform import SubprocessRunner, TerraformRunner
+from lablink_core.fleet.terraform import TerraformRunner
 from lablink_core.vms import VMRegistry
-from tests.fixtures.aws import MotoServer
+from tests.fixtures.aws import MotoServer, RecordingRunner
 from tests.fixtures.aws import aws_environment as moto_environment
 from tests.integration.test_allocation import crd
 from tests.integration.test_terraform import instances as deployment_instances
@@ -39,29 +39,6 @@ from tests.integration.test_terraform import security_groups as deployment_secur
 DEPLOYMENT = "lablink-vm"
 NAMES = ["lablink-vm-001", "lablink-vm-002", "lablink-vm-003"]
 CREDENTIAL_KEY = "aws-fleet-test-credential-key-0123456789"
-
-
-class RecordingRunner(SubprocessRunner):
-    """A SubprocessRunner that notes each command's argv, environment and end time."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.commands: list[tuple[list[str], dict[str, str], float]] = []
-
-    def stream(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: Path,
-        env: Mapping[str, str],
-        on_line: Callable[[str], None],
-    ) -> int:
-        code = super().stream(argv, cwd=cwd, env=env, on_line=on_line)
-        self.commands.append((list(argv), dict(env), time.monotonic()))
-        return code
-
-    def ended(self, verb: str) -> float:
-        return [end for argv, _, end in self.commands if argv[1] == verb][-1]
 
 
 @dataclass

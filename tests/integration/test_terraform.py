@@ -9,20 +9,19 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lablink_core.fleet.terraform import (
-    SubprocessRunner,
     TerraformError,
     TerraformEvent,
     TerraformProgress,
     TerraformRunner,
 )
-from tests.fixtures.aws import MotoServer, aws_environment
+from tests.fixtures.aws import MotoServer, RecordingRunner, aws_environment
 
 pytestmark = pytest.mark.terraform
 
@@ -53,26 +52,6 @@ def client_variables(names: Sequence[str]) -> dict[str, object]:
         "deployment_name": "lablink-test",
         "machine_type": "t3.micro",
     }
-
-
-class TimedRunner(SubprocessRunner):
-    """A SubprocessRunner that notes when each terraform process exits."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ended: list[tuple[str, float]] = []
-
-    def stream(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: Path,
-        env: Mapping[str, str],
-        on_line: Callable[[str], None],
-    ) -> int:
-        code = super().stream(argv, cwd=cwd, env=env, on_line=on_line)
-        self.ended.append((argv[1], time.monotonic()))
-        return code
 
 
 class Recorder:
@@ -148,7 +127,7 @@ def test_client_fleet_apply_update_destroy(
     ec2_client: Any,
     terraform_work_dir: Path,
 ) -> None:
-    timed = TimedRunner()
+    timed = RecordingRunner()
     runner = TerraformRunner(
         source_dir=CLIENT,
         work_dir=terraform_work_dir,
@@ -160,7 +139,7 @@ def test_client_fleet_apply_update_destroy(
     # 1. Three named VMs; events stream while terraform runs.
     first = Recorder()
     outputs = runner.apply(client_variables(["vm-a", "vm-b", "vm-c"]), first)
-    apply_end = dict(timed.ended)["apply"]
+    apply_end = timed.ended("apply")
     assert set(instances(ec2_client)) == {"vm-a", "vm-b", "vm-c"}
     vms = outputs["vms"]
     assert isinstance(vms, dict) and set(vms) == {"vm-a", "vm-b", "vm-c"}
