@@ -30,7 +30,7 @@ from lablink_core.fleet.aws import (
 from lablink_core.fleet.operations import lock_is_held
 from lablink_core.fleet.terraform import TerraformRunner
 from lablink_core.vms import VMRegistry
-from tests.fixtures.aws import MotoServer, RecordingRunner
+from tests.fixtures.aws import MotoServer, RecordingRunner, ec2_for
 from tests.fixtures.aws import aws_environment as moto_environment
 from tests.integration.test_allocation import crd
 from tests.integration.test_terraform import instances as deployment_instances
@@ -102,18 +102,6 @@ def instances(ec2: Any) -> dict[str, dict[str, Any]]:
 
 def security_groups(ec2: Any) -> list[str]:
     return deployment_security_groups(ec2, DEPLOYMENT)
-
-
-def ec2_for(endpoint: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "ec2",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def assert_no_secret_leaked(setup: AwsFleet) -> None:

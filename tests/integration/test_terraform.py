@@ -21,7 +21,7 @@ from lablink_core.fleet.terraform import (
     TerraformProgress,
     TerraformRunner,
 )
-from tests.fixtures.aws import MotoServer, RecordingRunner, aws_environment
+from tests.fixtures.aws import MotoServer, RecordingRunner, aws_environment, ec2_for
 
 pytestmark = pytest.mark.terraform
 
@@ -226,7 +226,7 @@ def test_failed_apply_raises_readably_and_a_later_apply_recovers(
         moto.start()  # a fresh, empty moto on the same port
         outputs = runner.apply(client_variables(names), Recorder())
         assert set(outputs["vms"]) == set(names)  # type: ignore[arg-type]
-        ec2 = _ec2(moto.url)
+        ec2 = ec2_for(moto.url)
         assert set(instances(ec2)) == set(names)
         print(f"failed apply took {failed_after:.1f} s: {message}")
     finally:
@@ -276,15 +276,3 @@ def moto_ami(ec2: Any) -> str:
     ids = sorted(image["ImageId"] for image in images["Images"])
     assert ids, "moto has no AMI"
     return str(ids[0])
-
-
-def _ec2(endpoint: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "ec2",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
