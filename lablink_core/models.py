@@ -1,7 +1,9 @@
-"""Typed SQLAlchemy models.
+"""Typed SQLAlchemy models of the schema at head.
 
-The VM table's name comes from the configuration (``db.table_name``), so the mapped classes
-are built per name by :func:`build_models`; their columns are declared once, in the mixins.
+The DDL lives in :mod:`lablink_core.ddl` (one module per revision); these classes describe
+the result, and a test holds them against a migrated database. The VM table's name comes from
+the configuration (``db.table_name``), so the mapped classes are built per name by
+:func:`build_models`; their columns are declared once, in the mixins.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Text,
+    Time,
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -37,6 +41,16 @@ def checked_identifier(name: str) -> str:
 
 
 VM_STATUSES = ("booting", "available", "assigned", "connected", "error", "recycling")
+HEALTH_STATES = ("healthy", "unhealthy", "unknown")
+CLIENT_KINDS = ("lablink", "original")
+HEALING_ACTIONS = ("rebooting", "replacing")
+# A VM the claim may take (plus "heard recently", which depends on the clock): the predicate
+# of the partial index the claim reads, so the two must stay word for word the same.
+ASSIGNABLE_WHERE = (
+    "status = 'available' AND user_email IS NULL AND health_state <> 'unhealthy' "
+    "AND credential_hash IS NOT NULL AND healing IS NULL"
+)
+WAITLIST_STATES = ("waiting", "assigned", "expired", "left")
 
 
 def _now_column(nullable: bool = True) -> Any:
@@ -67,6 +81,28 @@ class VMColumns:
     ready_at: Mapped[dt.datetime | None] = _now_column()
     assigned_at: Mapped[dt.datetime | None] = _now_column()
     last_heard_at: Mapped[dt.datetime | None] = _now_column()
+    # Credentials: stored hashed; the salt lets any process rebuild the current one to hand
+    # it to its VM after a rotation. NULL means none is valid (never issued, or revoked).
+    credential_hash: Mapped[str | None] = mapped_column(Text)
+    credential_salt: Mapped[str | None] = mapped_column(Text)
+    credential_issued_at: Mapped[dt.datetime | None] = _now_column()
+    enrolment_hash: Mapped[str | None] = mapped_column(Text)
+    enrolment_expires_at: Mapped[dt.datetime | None] = _now_column()
+    client_kind: Mapped[str] = mapped_column(Text, nullable=False, server_default="lablink")
+    health_state: Mapped[str] = mapped_column(Text, nullable=False, server_default="unknown")
+    # Set while the VM long-polls /vm_startup, so the claim prefers VMs waiting right now.
+    waiting: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    boot_id: Mapped[str | None] = mapped_column(Text)
+    crd_active: Mapped[bool | None] = mapped_column(Boolean)
+    gpu_utilization: Mapped[int | None] = mapped_column(Integer)
+    disk_free_pct: Mapped[int | None] = mapped_column(Integer)
+    last_activity_at: Mapped[dt.datetime | None] = _now_column()
+    extended_until: Mapped[dt.datetime | None] = _now_column()
+    extensions_used: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    heal_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    healing: Mapped[str | None] = mapped_column(Text)
+    healing_since: Mapped[dt.datetime | None] = _now_column()
+    status_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class VMEventColumns:
@@ -101,6 +137,104 @@ class FleetOperationColumns:
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[dt.datetime] = _now_column(nullable=False)
     ended_at: Mapped[dt.datetime | None] = _now_column()
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(Text)
+
+
+class VMActionColumns:
+    """What the healer, the reclaimer, schedules, admins and researchers did to a VM, and why."""
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    hostname: Mapped[str] = mapped_column(Text, nullable=False)
+    action: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    actor: Mapped[str] = mapped_column(Text, nullable=False)
+    user_email: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[dt.datetime] = _now_column(nullable=False)
+
+
+class VMLogColumns:
+    """A line of a VM's own log or boot output (the last few hundred per VM are kept)."""
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    hostname: Mapped[str] = mapped_column(Text, nullable=False)
+    source: Mapped[str] = mapped_column(Text, nullable=False)
+    line: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[dt.datetime] = _now_column(nullable=False)
+
+
+class WaitlistColumns:
+    """A researcher waiting for a VM; the ticket (hashed) becomes their seat token."""
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(Text, nullable=False)
+    ticket_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    crd_code: Mapped[str] = mapped_column(Text, nullable=False)
+    crd_redirect_url: Mapped[str] = mapped_column(Text, nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default="waiting")
+    hostname: Mapped[str | None] = mapped_column(Text)
+    pin: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _now_column(nullable=False)
+    last_seen_at: Mapped[dt.datetime] = _now_column(nullable=False)
+    ended_at: Mapped[dt.datetime | None] = _now_column()
+
+
+class ScheduleColumns:
+    """A teardown of the fleet, once at a moment or daily at a local time."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action: Mapped[str] = mapped_column(Text, nullable=False, server_default="destroy")
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    run_at: Mapped[dt.datetime | None] = _now_column()
+    time_of_day: Mapped[dt.time | None] = mapped_column(Time)
+    timezone: Mapped[str] = mapped_column(Text, nullable=False, server_default="UTC")
+    next_run_at: Mapped[dt.datetime | None] = _now_column()
+    last_run_at: Mapped[dt.datetime | None] = _now_column()
+    last_outcome: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
+    created_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _now_column(nullable=False)
+
+
+class LeaseColumns:
+    """Which process runs a loop that must run in one process at a time, and until when."""
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    holder: Mapped[str] = mapped_column(Text, nullable=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    acquired_at: Mapped[dt.datetime] = _now_column(nullable=False)
+
+
+class SettingColumns:
+    """A setting changed from the dashboard (it overrides the configuration file)."""
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONB, nullable=False)
+    updated_by: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = _now_column(nullable=False)
+
+
+class AdminSessionColumns:
+    """A signed-in admin session (its token hashed), revocable on the server."""
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    user_name: Mapped[str] = mapped_column(Text, nullable=False)
+    address: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _now_column(nullable=False)
+    last_seen_at: Mapped[dt.datetime] = _now_column(nullable=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    revoked_at: Mapped[dt.datetime | None] = _now_column()
+
+
+class ThrottleColumns:
+    """Failed attempts per key (a login name or an address), shared by every process."""
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    window_start: Mapped[dt.datetime] = _now_column(nullable=False)
+    blocked_until: Mapped[dt.datetime | None] = _now_column()
 
 
 class LocalProcessColumns:
@@ -122,22 +256,38 @@ class Models:
     secret: type[SecretColumns]
     fleet_operation: type[FleetOperationColumns]
     local_process: type[LocalProcessColumns]
+    action: type[VMActionColumns]
+    log: type[VMLogColumns]
+    waitlist: type[WaitlistColumns]
+    schedule: type[ScheduleColumns]
+    lease: type[LeaseColumns]
+    setting: type[SettingColumns]
+    admin_session: type[AdminSessionColumns]
+    throttle: type[ThrottleColumns]
     table_name: str
 
 
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
 def _vm_table_args(table: str) -> tuple[Any, ...]:
-    statuses = ", ".join(f"'{s}'" for s in VM_STATUSES)
     return (
-        CheckConstraint(f"status IN ({statuses})", name=f"ck_{table}_status"),
+        CheckConstraint(_in("status", VM_STATUSES), name=f"ck_{table}_status"),
         # An assigned row always names its user; a free row never does.
         CheckConstraint(
             "(user_email IS NULL) = (status NOT IN ('assigned', 'connected'))",
             name=f"ck_{table}_holder",
         ),
+        CheckConstraint(_in("health_state", HEALTH_STATES), name=f"ck_{table}_health_state"),
+        CheckConstraint(_in("client_kind", CLIENT_KINDS), name=f"ck_{table}_client_kind"),
+        CheckConstraint(_in("healing", HEALING_ACTIONS), name=f"ck_{table}_healing"),
+        # What the claim reads: free, healthy, credentialed VMs, waiting ones first.
         Index(
-            f"ix_{table}_free",
-            "registered_at",
-            postgresql_where=text("status = 'available' AND user_email IS NULL"),
+            f"ix_{table}_assignable",
+            text("waiting DESC"),
+            text("last_heard_at DESC"),
+            postgresql_where=text(ASSIGNABLE_WHERE),
         ),
         # One email holds at most one VM: the database says so, not Python.
         Index(
@@ -161,22 +311,25 @@ def build_models(table_name: str = "vms") -> Models:
         return type(name, (mixin, Base), attrs)
 
     vm = mapped("VM", VMColumns, table_name, _vm_table_args(table_name))
-    event_args = (Index(f"ix_{table_name}_events_at", "at"),)
+    t = table_name
+
+    def typed(name: str, mixin: type, table: str, args: tuple[Any, ...] = ()) -> Any:
+        return mapped(name, mixin, table, args)
+
     return Models(
         metadata=Base.metadata,
         vm=cast(type[VMColumns], vm),
-        event=cast(
-            type[VMEventColumns],
-            mapped("VMEvent", VMEventColumns, f"{table_name}_events", event_args),
-        ),
-        secret=cast(type[SecretColumns], mapped("Secret", SecretColumns, "lablink_secrets")),
-        fleet_operation=cast(
-            type[FleetOperationColumns],
-            mapped("FleetOperation", FleetOperationColumns, "lablink_fleet_operations"),
-        ),
-        local_process=cast(
-            type[LocalProcessColumns],
-            mapped("LocalProcess", LocalProcessColumns, "lablink_local_processes"),
-        ),
+        event=typed("VMEvent", VMEventColumns, f"{t}_events", (Index(f"ix_{t}_events_at", "at"),)),
+        secret=typed("Secret", SecretColumns, "lablink_secrets"),
+        fleet_operation=typed("FleetOperation", FleetOperationColumns, "lablink_fleet_operations"),
+        local_process=typed("LocalProcess", LocalProcessColumns, "lablink_local_processes"),
+        action=typed("VMAction", VMActionColumns, f"{t}_actions"),
+        log=typed("VMLog", VMLogColumns, f"{t}_logs"),
+        waitlist=typed("WaitlistEntry", WaitlistColumns, f"{t}_waitlist"),
+        schedule=typed("Schedule", ScheduleColumns, "lablink_schedules"),
+        lease=typed("Lease", LeaseColumns, "lablink_leases"),
+        setting=typed("Setting", SettingColumns, "lablink_settings"),
+        admin_session=typed("AdminSession", AdminSessionColumns, "lablink_admin_sessions"),
+        throttle=typed("Throttle", ThrottleColumns, "lablink_throttle"),
         table_name=table_name,
     )

@@ -1,80 +1,22 @@
-"""DDL for the allocator's schema: tables, the NOTIFY trigger, and the seed's ``init.sql``.
+"""The seed's ``init.sql``, and the DDL entry point of the first migration.
 
-The first migration and ``lablink db init-sql`` both run :func:`create_statements`, so the two
-paths cannot drift apart; a test loads both and compares the dumps.
+The DDL itself lives in :mod:`lablink_core.ddl`, one module per revision. Migration 0001 runs
+:func:`create_statements` (revision 0001, frozen); ``lablink db init-sql`` runs every
+revision in order, so both paths execute the same statements and build the same schema. A
+test loads both and compares the dumps.
 """
 
 from __future__ import annotations
 
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
-
 from lablink_core.config import DatabaseConfig
-from lablink_core.models import Models, build_models
+from lablink_core.ddl import HEAD_REVISION, all_statements, revision_statements
 
-HEAD_REVISION = "0001"
-
-# The payload carries only the hostname, what changed and the generation: NOTIFY payloads
-# must stay under 8000 bytes, and a listener re-reads the row it cares about anyway.
-# Heartbeat-only updates notify nobody: thousands of VMs beat every few seconds.
-_TRIGGER_FUNCTION = """
-CREATE OR REPLACE FUNCTION {table}_notify() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    what text;
-    row_hostname text;
-    row_generation integer;
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        what := 'deleted';
-        row_hostname := OLD.hostname;
-        row_generation := OLD.generation;
-    ELSE
-        row_hostname := NEW.hostname;
-        row_generation := NEW.generation;
-        IF TG_OP = 'INSERT' THEN
-            what := 'created';
-        ELSIF NEW.generation IS DISTINCT FROM OLD.generation THEN
-            what := CASE WHEN NEW.user_email IS NULL THEN 'released' ELSE 'assigned' END;
-        ELSIF (NEW.status, NEW.in_use, NEW.health, NEW.status_message)
-              IS DISTINCT FROM (OLD.status, OLD.in_use, OLD.health, OLD.status_message) THEN
-            what := 'status';
-        ELSE
-            RETURN NEW;
-        END IF;
-    END IF;
-    INSERT INTO {table}_events (hostname, kind, detail)
-        VALUES (row_hostname, what, CASE WHEN TG_OP = 'DELETE' THEN NULL ELSE NEW.status END);
-    PERFORM pg_notify('{channel}', json_build_object(
-        'hostname', row_hostname, 'what', what, 'generation', row_generation)::text);
-    RETURN COALESCE(NEW, OLD);
-END
-$$
-""".strip()
-
-_TRIGGER = """
-CREATE OR REPLACE TRIGGER {table}_notify
-    AFTER INSERT OR UPDATE OR DELETE ON {table}
-    FOR EACH ROW EXECUTE FUNCTION {table}_notify()
-""".strip()
-
-
-def _compile(element: ExecutableDDLElement) -> str:
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    return str(element.compile(dialect=dialect)).strip()
+__all__ = ["HEAD_REVISION", "create_statements", "init_sql"]
 
 
 def create_statements(table_name: str = "vms", channel: str = "vm_updates") -> list[str]:
-    """Idempotent statements that create the whole schema in the current database."""
-    models: Models = build_models(table_name)
-    statements: list[str] = []
-    for table in models.metadata.sorted_tables:
-        statements.append(_compile(CreateTable(table, if_not_exists=True)))
-        for index in sorted(table.indexes, key=lambda i: str(i.name)):
-            statements.append(_compile(CreateIndex(index, if_not_exists=True)))
-    statements.append(_TRIGGER_FUNCTION.format(table=table_name, channel=channel))
-    statements.append(_TRIGGER.format(table=table_name))
-    return statements
+    """Revision 0001's statements (what migration 0001 runs; never changes)."""
+    return revision_statements("0001", table_name, channel)
 
 
 def _literal(value: str) -> str:
@@ -100,8 +42,10 @@ def _alembic_stamp() -> list[str]:
         "CREATE TABLE IF NOT EXISTS alembic_version ("
         "version_num VARCHAR(32) NOT NULL, "
         "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));",
-        "INSERT INTO alembic_version (version_num) SELECT "
-        f"{_literal(HEAD_REVISION)} WHERE NOT EXISTS (SELECT FROM alembic_version);",
+        # Every statement above is idempotent, so after them the schema is at head even if
+        # an older revision was stamped before.
+        "DELETE FROM alembic_version;",
+        f"INSERT INTO alembic_version (version_num) VALUES ({_literal(HEAD_REVISION)});",
     ]
 
 
@@ -115,8 +59,7 @@ def init_sql(db: DatabaseConfig, *, with_role_and_database: bool = True) -> str:
         lines += _role_and_database(db)
     lines.append("BEGIN;")
     lines += [
-        s if s.endswith(";") else s + ";"
-        for s in create_statements(db.table_name, db.message_channel)
+        s if s.endswith(";") else s + ";" for s in all_statements(db.table_name, db.message_channel)
     ]
     lines += _alembic_stamp()
     lines.append("COMMIT;")

@@ -15,9 +15,25 @@ from typing import Any
 import param
 import yaml
 
-_IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
-SECRET_KEYS = frozenset({"db.password", "db.url", "app.admin_password", "app.secret_key"})
-DEV_ADMIN_PASSWORD_HINT = "generated at first start and printed once"  # noqa: S105
+from lablink_core.config.sections import (
+    AppConfig,
+    DatabaseConfig,
+    FleetConfig,
+    MachineConfig,
+    Section,
+)
+from lablink_core.config.workshop import AccessConfig, HealthConfig, SessionConfig, WaitlistConfig
+
+SECRET_KEYS = frozenset(
+    {
+        "db.password",
+        "db.url",
+        "app.admin_password",
+        "app.secret_key",
+        "access.event_code",
+        "access.oidc_client_secret",
+    }
+)
 
 
 class ConfigError(ValueError):
@@ -26,125 +42,6 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-class Section(param.Parameterized):
-    """A group of settings. (Gives ``param``'s untyped constructor a typed signature.)"""
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)  # type: ignore[no-untyped-call]
-
-
-class DatabaseConfig(Section):
-    """Where the VM table lives. Leave ``host`` and ``url`` empty to run a private PostgreSQL."""
-
-    url = param.String(
-        default=None,
-        allow_None=True,
-        doc="Full SQLAlchemy/libpq URL (the DATABASE_URL variable); overrides the other db keys.",
-    )
-    dbname = param.String(default="lablink", regex=_IDENT, doc="Database name.")
-    user = param.String(default="lablink", regex=_IDENT, doc="Role the allocator connects as.")
-    password = param.String(default="", doc="Password of that role (empty: trust or peer auth).")
-    host = param.String(
-        default=None,
-        allow_None=True,
-        doc="Server host. Empty with no url: the allocator starts a private PostgreSQL.",
-    )
-    port = param.Integer(default=5432, bounds=(1, 65535), doc="Server TCP port.")
-    table_name = param.String(default="vms", regex=_IDENT, doc="Name of the VM table.")
-    message_channel = param.String(
-        default="vm_updates", regex=_IDENT, doc="LISTEN/NOTIFY channel for VM changes."
-    )
-    pool_size = param.Integer(
-        default=10, bounds=(1, 200), doc="Connections kept open per process for requests."
-    )
-
-
-class MachineConfig(Section):
-    """What a client VM is: the seed's ``machine.*`` keys."""
-
-    machine_type = param.String(default="g4dn.xlarge", doc="EC2 instance type of client VMs.")
-    ami_id = param.String(
-        default="ami-067cc81f948e50e06",
-        regex=r"^ami-[0-9a-f]{8,17}$",
-        doc="AMI of client VMs (Ubuntu 20.04 with Docker).",
-    )
-    image = param.String(
-        default="ghcr.io/talmolab/lablink-client-base-image:latest",
-        doc="Container image the client VMs run.",
-    )
-    repository = param.String(
-        default=None, allow_None=True, doc="Optional Git repository the client VMs clone."
-    )
-
-
-class AppConfig(Section):
-    """The allocator server itself."""
-
-    mode: param.Selector[str] = param.Selector(
-        default="local",
-        objects=["local", "production"],
-        doc="'local' may generate an admin password; 'production' requires one to be set.",
-    )
-    admin_user = param.String(default="admin", regex=r"^[A-Za-z0-9_.@-]{1,64}$", doc="Admin login.")
-    admin_password = param.String(
-        default=None,
-        allow_None=True,
-        doc=f"Admin password. Required in production; in local mode {DEV_ADMIN_PASSWORD_HINT}.",
-    )
-    secret_key = param.String(
-        default=None,
-        allow_None=True,
-        doc="Secret for VM credentials and cookies. Empty: generated and kept in the database.",
-    )
-    host = param.String(default="0.0.0.0", doc="Address the server listens on.")  # noqa: S104
-    port = param.Integer(default=5000, bounds=(1, 65535), doc="Port of the dashboard and API.")
-    public_url = param.String(
-        default=None,
-        allow_None=True,
-        doc="URL that VMs use to reach the allocator (default http://<host>:<port>).",
-    )
-    region = param.String(default="us-east-1", regex=r"^[a-z]{2}(-[a-z]+)+-\d$", doc="AWS region.")
-    data_dir = param.String(
-        default=None,
-        allow_None=True,
-        doc="Folder for the private database, fleet state and credentials (default per user).",
-    )
-    vm_wait_seconds = param.Number(
-        default=60.0, bounds=(1.0, 600.0), doc="How long /vm_startup holds a VM before a 204."
-    )
-    unresponsive_after_seconds = param.Number(
-        default=120.0, bounds=(5.0, 86400.0), doc="Silence after which a VM shows as unresponsive."
-    )
-    release_policy: param.Selector[str] = param.Selector(
-        default="reuse",
-        objects=["reuse", "recycle"],
-        doc="What a released VM becomes: available again, or marked for recycling.",
-    )
-
-
-class FleetConfig(Section):
-    """How VMs are launched and destroyed."""
-
-    provider: param.Selector[str] = param.Selector(
-        default="auto",
-        objects=["auto", "local", "aws"],
-        doc="'local': VM processes on this machine; 'aws': Terraform; 'auto': aws if keys are set.",
-    )
-    max_instances = param.Integer(default=500, bounds=(1, 10000), doc="Largest fleet allowed.")
-    terraform_parallelism = param.Integer(
-        default=50, bounds=(1, 500), doc="Terraform -parallelism for applies."
-    )
-    name_prefix = param.String(
-        default="lablink-vm", regex=r"^[a-z][a-z0-9-]{0,30}$", doc="Prefix of VM hostnames."
-    )
-    terraform_dir = param.String(
-        default=None,
-        allow_None=True,
-        doc="Folder of the client VMs' Terraform configuration (default: terraform/client "
-        "of this checkout).",
-    )
 
 
 class LablinkConfig(Section):
@@ -158,6 +55,18 @@ class LablinkConfig(Section):
     )
     app = param.ClassSelector(class_=AppConfig, default=AppConfig(), doc="Server settings.")
     fleet = param.ClassSelector(class_=FleetConfig, default=FleetConfig(), doc="Fleet settings.")
+    access = param.ClassSelector(
+        class_=AccessConfig, default=AccessConfig(), doc="Who may take a VM."
+    )
+    health = param.ClassSelector(
+        class_=HealthConfig, default=HealthConfig(), doc="Fleet health and healing."
+    )
+    session = param.ClassSelector(
+        class_=SessionConfig, default=SessionConfig(), doc="Session limits and idle reclaim."
+    )
+    waitlist = param.ClassSelector(
+        class_=WaitlistConfig, default=WaitlistConfig(), doc="The queue for a full fleet."
+    )
 
     def section(self, name: str) -> param.Parameterized:
         value: param.Parameterized = getattr(self, name)
@@ -186,6 +95,10 @@ _SECTIONS: dict[str, type[param.Parameterized]] = {
     "machine": MachineConfig,
     "app": AppConfig,
     "fleet": FleetConfig,
+    "access": AccessConfig,
+    "health": HealthConfig,
+    "session": SessionConfig,
+    "waitlist": WaitlistConfig,
 }
 
 
@@ -202,6 +115,8 @@ def _coerce_text(parameter: param.Parameter[Any], text: str) -> Any:
         if lowered in {"0", "false", "no", "off"}:
             return False
         raise ValueError(f"expected true or false, got {text!r}")
+    if isinstance(parameter, param.List):
+        return [item.strip() for item in text.split(",") if item.strip()]
     if isinstance(parameter, param.Integer):
         return int(text)
     if isinstance(parameter, param.Number):
@@ -306,6 +221,7 @@ def _read_yaml(path: Path, problems: list[str]) -> object:
 
 def _cross_checks(config: LablinkConfig) -> list[str]:
     app: AppConfig = config.app
+    access: AccessConfig = config.access
     problems = []
     if app.mode == "production" and not app.admin_password:
         problems.append(
@@ -314,6 +230,14 @@ def _cross_checks(config: LablinkConfig) -> list[str]:
         )
     if app.admin_password is not None and 0 < len(app.admin_password) < 8:
         problems.append("app.admin_password: must be at least 8 characters")
+    if bool(app.ssl_certfile) != bool(app.ssl_keyfile):
+        problems.append("app.ssl_certfile and app.ssl_keyfile: set both, or neither")
+    if access.mode == "code" and not (access.event_code or "").strip():
+        problems.append("access.event_code: required when access.mode is code")
+    if access.mode == "signin" and not (access.oidc_issuer and access.oidc_client_id):
+        problems.append(
+            "access.oidc_issuer and access.oidc_client_id: required when access.mode is signin"
+        )
     return problems
 
 
