@@ -14,6 +14,7 @@ import ipaddress
 import json
 import logging
 import math
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
@@ -44,6 +45,12 @@ BUSY_RETRY_SECONDS = 1.0
 # Panel's login and logout templates take their icon from Panel's CDN; the server has the same
 # files, and the Content-Security-Policy admits only this site.
 LOCAL_PANEL_DIST = "/static/extensions/panel/"
+# ... and a web font from Google's: left out, so the page asks no other site for anything.
+_THIRD_PARTY_LINK = re.compile(r"<link[^>]*https://fonts\.(?:googleapis|gstatic)\.com[^>]*>")
+
+
+def local_page(html: str) -> str:
+    return _THIRD_PARTY_LINK.sub("", html)
 
 
 class PasswordChecks:
@@ -138,7 +145,7 @@ class LablinkLoginHandler(BasicLoginHandler):
             errormessage=message,
             PANEL_CDN=LOCAL_PANEL_DIST,
         )
-        self.finish(page)
+        self.finish(local_page(page))
 
     async def post(self) -> None:
         username = self.get_argument("username", "")
@@ -184,7 +191,7 @@ class LablinkLoginHandler(BasicLoginHandler):
             errormessage=f"Too many failed logins: try again in {wait} s.",
             PANEL_CDN=LOCAL_PANEL_DIST,
         )
-        self.finish(page)
+        self.finish(local_page(page))
 
     def set_current_user(self, user: str, token: str | None = None) -> None:  # type: ignore[override]
         options = cookie_options(self.request)
@@ -216,4 +223,4 @@ class LablinkLogoutHandler(LogoutHandler):
         page = self._logout_template.render(
             PANEL_CDN=LOCAL_PANEL_DIST, LOGIN_ENDPOINT=self._login_endpoint
         )
-        self.finish(page)
+        self.finish(local_page(page))
