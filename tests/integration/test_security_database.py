@@ -21,7 +21,9 @@ from lablink_core.localdb import PASSWORD_FILE, SERVER_USER, LocalPostgres
 AS_ROOT = os.geteuid() == 0
 
 
-def psql_as_nobody(server: LocalPostgres, password: str | None = None) -> subprocess.CompletedProcess[str]:
+def psql_as_nobody(
+    server: LocalPostgres, password: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """``psql`` run as the OS user nobody (as root), or as this user otherwise."""
     env = {"PATH": os.environ.get("PATH", ""), "PGCONNECT_TIMEOUT": "5"}
     if password is not None:
@@ -85,7 +87,7 @@ def test_a_trust_cluster_from_an_older_version_is_closed() -> None:
         if AS_ROOT:
             account = pwd.getpwnam(SERVER_USER)
             os.chown(folder, account.pw_uid, account.pw_gid)
-            os.chmod(folder.parent, 0o755)
+            os.chmod(folder.parent, 0o711)  # the server user must reach its data folder
         # What the older version did: trust on every connection.
         server._pg("initdb", "-D", str(folder), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         assert not server.password_file.exists()
