@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from lablink_core.localdb import PASSWORD_FILE, SERVER_USER, LocalPostgres
+from lablink_core.localdb import PASSWORD_FILE, SERVER_USER, LocalPostgres, _allow_traversal
 
 AS_ROOT = os.geteuid() == 0
 
@@ -87,7 +87,7 @@ def test_a_trust_cluster_from_an_older_version_is_closed() -> None:
         if AS_ROOT:
             account = pwd.getpwnam(SERVER_USER)
             os.chown(folder, account.pw_uid, account.pw_gid)
-            os.chmod(folder.parent, 0o711)  # the server user must reach its data folder
+            _allow_traversal(folder.parent)  # the server user must reach its data folder
         # What the older version did: trust on every connection.
         server._pg("initdb", "-D", str(folder), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         assert not server.password_file.exists()
