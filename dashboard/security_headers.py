@@ -62,6 +62,16 @@ def _secure_cookie(line: str) -> str:
     return f"{line}; Secure"
 
 
+class _SecureCookieHeaders(HTTPHeaders):
+    """Headers that mark every Set-Cookie added to them Secure. Tornado adds a handler's
+    cookies after the transforms have run, to the headers object they returned: this one."""
+
+    def add(self, name: str, value: str, *args: Any, **kwargs: Any) -> None:
+        if name.lower() == "set-cookie":
+            value = _secure_cookie(value)
+        super().add(name, value, *args, **kwargs)
+
+
 class SecurityHeaders(OutputTransform):
     """Adds the security headers to every response; under https, HSTS and Secure cookies."""
 
@@ -76,11 +86,10 @@ class SecurityHeaders(OutputTransform):
                 headers[name] = value
         if self._https:
             headers["Strict-Transport-Security"] = HSTS
-            cookies = headers.get_list("Set-Cookie")
-            if cookies:
-                del headers["Set-Cookie"]
-                for line in cookies:
-                    headers.add("Set-Cookie", _secure_cookie(line))
+            secured = _SecureCookieHeaders()
+            for name, value in headers.get_all():
+                secured.add(name, value)
+            headers = secured
         return status_code, headers, chunk
 
 
