@@ -165,7 +165,8 @@ class LablinkLoginHandler(BasicLoginHandler):
             self.clear_cookie("next_url")
             self.redirect(next_url)
             return
-        log.warning("failed admin login from %s", self.request.remote_ip)
+        if outcome.checked:  # refusals without a check are not logged: a flood of them is
+            log.warning("failed admin login from %s", self.request.remote_ip)
         if outcome.retry_after is not None:
             self._too_many(outcome.retry_after)
             return

@@ -151,11 +151,26 @@ def bokeh_websocket_origins(origins: Iterable[str]) -> list[str]:
     return sorted(set(netlocs))
 
 
+def log_request_unless_throttled(handler: RequestHandler) -> None:
+    """Tornado's access log, without 429s: a flood of refusals must not flood the log (the
+    throttle logs each password it actually checked)."""
+    if handler.get_status() == 429:
+        return
+    access_log = logging.getLogger("tornado.access")
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    if access_log.isEnabledFor(level):
+        request_time = 1000.0 * handler.request.request_time()
+        access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), request_time)
+
+
 def harden_application(app: Application, origins: frozenset[str]) -> None:
-    """Add the headers transform and the websocket allowlist to ``app`` (a BokehTornado)."""
+    """Add the headers transform, the websocket allowlist and the quieter access log to
+    ``app`` (a BokehTornado)."""
     if SecurityHeaders not in app.transforms:
         app.transforms.insert(0, SecurityHeaders)
     app.settings[ORIGINS_SETTING] = origins
+    app.settings.setdefault("log_function", log_request_unless_throttled)
     bokeh_origins: Any = getattr(app, "_websocket_origins", None)
     if isinstance(bokeh_origins, set):
         bokeh_origins.clear()

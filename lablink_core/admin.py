@@ -67,6 +67,7 @@ class LoginOutcome:
 
     ok: bool
     retry_after: float | None = None
+    checked: bool = False  # a password was actually compared (not refused before that)
 
 
 class AdminAccount:
@@ -133,8 +134,8 @@ class AdminAccount:
             return LoginOutcome(False, wait)
         if self.check_password(user, password):
             self.throttle.succeeded(keys)
-            return LoginOutcome(True)
-        return LoginOutcome(False, self.throttle.failed(keys))
+            return LoginOutcome(True, checked=True)
+        return LoginOutcome(False, self.throttle.failed(keys), checked=True)
 
     def forget_cached_hash(self) -> None:
         with self._lock:
