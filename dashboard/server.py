@@ -17,6 +17,7 @@ from dashboard.live import close_live_table
 from dashboard.pages import build_pages
 from dashboard.runtime import Runtime, build_runtime, current, install
 from dashboard.security_headers import allowed_origins, bokeh_websocket_origins, harden_application
+from dashboard.signin import signin_routes
 from lablink_core.config import AppConfig, LablinkConfig
 from lablink_core.errors import InvalidInput
 
@@ -40,7 +41,7 @@ def create_server(
         port=chosen_port,
         address=address or config.app.host,
         websocket_origin=bokeh_websocket_origins(origins),
-        extra_patterns=api_routes(current) + login_routes(),
+        extra_patterns=api_routes(current) + login_routes() + signin_routes(current),
         start=False,
         show=False,
         title="LabLink",
