@@ -13,6 +13,7 @@ from bokeh.server.server import Server
 
 from dashboard.api.routes import api_routes
 from dashboard.auth import configure_auth, guard_autoload_scripts, login_routes
+from dashboard.body_limit import refuse_large_bodies
 from dashboard.live import close_live_table
 from dashboard.pages import build_pages
 from dashboard.runtime import Runtime, build_runtime, current, install
@@ -51,6 +52,7 @@ def create_server(
     )
     harden_application(server._tornado, origins)
     guard_autoload_scripts(server._tornado)
+    refuse_large_bodies(server._tornado, config.app.max_body_bytes)
     scheme = "https" if tls else "http"
     runtime.attach_fleet(local_url(address or config.app.host, server.port, scheme))
     return server, runtime

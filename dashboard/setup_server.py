@@ -32,6 +32,7 @@ from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
 
 from dashboard.auth import cookie_secret_for, guard_autoload_scripts, make_authorize
+from dashboard.body_limit import refuse_large_bodies
 from dashboard.runtime import build_runtime, current, install
 from dashboard.security_headers import allowed_origins, harden_application
 from dashboard.server import body_limits, tls_files
@@ -83,6 +84,7 @@ def harden_servers(config: LablinkConfig) -> None:
         )
         harden_application(server._tornado, origins)
         guard_autoload_scripts(server._tornado)
+        refuse_large_bodies(server._tornado, config.app.max_body_bytes)
 
     init.lablink_hardened = True  # type: ignore[attr-defined]
     Server.__init__ = init  # type: ignore[method-assign]
