@@ -11,6 +11,7 @@ from dashboard.api.admin import (
     ServerInfoHandler,
     VMListHandler,
 )
+from dashboard.api.client_bundle import ClientBundleHandler
 from dashboard.api.machines import VMStartupHandler, VMStatusHandler
 from dashboard.api.researcher import ReleaseVMHandler, RequestVMHandler
 from dashboard.runtime import Runtime
@@ -29,5 +30,6 @@ def api_routes(runtime: Callable[[], Runtime]) -> list[tuple[str, type, dict[str
         (r"/api/vms", VMListHandler),
         (rf"/api/vms/{_HOSTNAME}/release", AdminReleaseHandler),
         (r"/api/server", ServerInfoHandler),
+        (r"/client/lablink-client\.pyz", ClientBundleHandler),
     ]
     return [(pattern, handler, {"runtime": runtime}) for pattern, handler in handlers]
