@@ -183,7 +183,7 @@ def test_a_server_without_the_logs_endpoint_is_asked_once(tmp_path: Path) -> Non
     def log_then_wait_for_beats() -> Response:
         for n in range(5):
             logging.getLogger("lablink_core.client.agent").warning("worth shipping %d", n)
-            wait_for(lambda: len(transport.statuses) > n)
+            wait_for(lambda n=n: len(transport.statuses) > n)  # type: ignore[misc]
         return NOTHING
 
     agent = agent_shipping(tmp_path, [log_then_wait_for_beats])
