@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from lablink_core.client import settings
+from lablink_core.client.accounts import AccountError, desktop_account
 from lablink_core.client.agent import AgentConfig, VMAgent
 from lablink_core.client.credential_store import read_credential_file
 from lablink_core.errors import InvalidInput
@@ -38,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Long-poll the LabLink allocator and run the Chrome Remote Desktop host.",
         epilog="Every setting can come from the environment (see docs/vm-clients.md): "
         "LABLINK_ALLOCATOR_URL, LABLINK_VM_CREDENTIAL, LABLINK_HOSTNAME, LABLINK_REPOSITORY, "
-        "LABLINK_CREDENTIAL_FILE, LABLINK_ENROLMENT_TOKEN, LABLINK_BOOT_LOG, LABLINK_DESKTOP_DIR.",
+        "LABLINK_CREDENTIAL_FILE, LABLINK_ENROLMENT_TOKEN, LABLINK_BOOT_LOG, LABLINK_DESKTOP_USER, "
+        "LABLINK_DESKTOP_DIR.",
     )
     parser.add_argument("--allocator-url", help="allocator base URL [LABLINK_ALLOCATOR_URL]")
     parser.add_argument("--hostname", help="this VM's name [LABLINK_HOSTNAME, else the host name]")
@@ -65,6 +67,14 @@ def _required(value: str | None, message: str) -> str:
     if not value:
         raise _UsageError(message)
     return value
+
+
+def _desktop_user(name: str | None) -> str | None:
+    try:
+        desktop_account(name)
+    except AccountError as error:
+        raise _UsageError(f"{error}: check LABLINK_DESKTOP_USER") from error
+    return name
 
 
 def _config(args: argparse.Namespace, environ: Mapping[str, str]) -> AgentConfig:
@@ -94,6 +104,7 @@ def _config(args: argparse.Namespace, environ: Mapping[str, str]) -> AgentConfig
         enrolment_token=enrolment,
         repository=settings.repository(environ),
         desktop_dir=settings.optional_path(environ, "LABLINK_DESKTOP_DIR"),
+        desktop_user=_desktop_user(settings.setting(environ, "LABLINK_DESKTOP_USER")),
         boot_log=settings.boot_log(environ),
         desktop_state_file=settings.optional_path(environ, "LABLINK_DESKTOP_STATE_FILE"),
     )

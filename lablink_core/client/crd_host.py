@@ -12,6 +12,8 @@ What CRD needs in a container (learnt from the CRD-era LabLink image):
   the runner starts it with ``chrome-remote-desktop --start --new-session``.
 - The OAuth code works once. On a warm restart (the registration exists and was made with
   this very code) the runner starts the daemon again instead of running start-host.
+- CRD runs as the desktop account (see lablink_core.client.accounts), never as root, which
+  start-host refuses anyway; a root agent switches to that account with setpriv.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from lablink_core.client.accounts import SETPRIV, AccountError, make_owned_dirs, run_as
 from lablink_core.client.runners import CrdLaunch
 from lablink_core.crd import START_HOST
 
@@ -56,6 +59,7 @@ class CrdHostPaths:
     config_dir: Path | None = None
     runtime_root: Path = Path("/run/user")
     systemd_marker: Path = Path("/run/systemd/system")
+    setpriv: str = SETPRIV
 
 
 def clean_environment(
@@ -166,12 +170,12 @@ class SubprocessCrdRunner:
     def _environment(self) -> dict[str, str]:
         account = self.account
         if account.pw_uid == 0:
-            raise CrdHostError("CRD refuses to run as root: run lablink-client as the desktop user")
+            raise CrdHostError("CRD refuses to run as root: set LABLINK_DESKTOP_USER")
         runtime = ensure_runtime_dir(self.paths.runtime_root, account)
         return clean_environment(account, runtime, self._environ)
 
     def _register(self, launch: CrdLaunch, env: dict[str, str]) -> None:
-        self.config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_owned_dirs(self.config_dir, self.account)
         began = time.time()
         pin_twice = f"{launch.pin}\n{launch.pin}\n"
         code = self._run(launch.argv(self.paths.start_host), env, pin_twice, START_HOST_TIMEOUT)
@@ -196,10 +200,14 @@ class SubprocessCrdRunner:
         long after the command itself has returned.
         """
         name = os.path.basename(argv[0])
+        try:
+            prefix = run_as(self.account, self.paths.setpriv)
+        except AccountError as error:
+            raise CrdHostError(str(error)) from error
         with tempfile.TemporaryFile() as output:
             try:
                 done = subprocess.run(
-                    list(argv),
+                    [*prefix, *argv],
                     input=stdin.encode() if stdin is not None else None,
                     stdin=None if stdin is not None else subprocess.DEVNULL,
                     stdout=output,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lablink_core.client.accounts import desktop_account, make_owned_dirs, run_as
 from lablink_core.client.crd_activity import CrdActivity, CrdConnections, latest_crd_log
 from lablink_core.client.crd_host import SubprocessCrdRunner
 from lablink_core.client.machine import MachineProbe, MachineState, desktop_state_file_connected
@@ -57,7 +58,8 @@ def build_parts(
         if config.dry_run:
             runner = DryRunCrdRunner(config.record_path or Path(DEFAULT_RECORD))
         else:
-            runner = SubprocessCrdRunner(output=crd_output.put)
+            account = desktop_account(config.desktop_user)
+            runner = SubprocessCrdRunner(output=crd_output.put, account=account)
     crd_active: Callable[[], bool | None]
     if config.dry_run:
         crd_active = functools.partial(desktop_state_file_connected, config.desktop_state_path)
@@ -77,9 +79,17 @@ def build_parts(
 
 def _cloner(config: AgentConfig) -> Callable[[threading.Event], str | None]:
     url = config.repository
-    desktop = config.desktop_dir or _home() / "Desktop"
 
     def clone(stop: threading.Event) -> str | None:
-        return clone_repository(url, desktop, stop) if url else None
+        if not url:
+            return None
+        try:
+            account = desktop_account(config.desktop_user)
+            desktop = config.desktop_dir or Path(account.pw_dir) / "Desktop"
+            make_owned_dirs(desktop, account, mode=0o755)
+            prefix = run_as(account)
+        except OSError as error:
+            return f"could not clone {url}: {error}"
+        return clone_repository(url, desktop, stop, run_as=prefix, home=account.pw_dir)
 
     return clone

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -47,9 +47,18 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 def clone_repository(
-    url: str, desktop: Path, stop: threading.Event, *, environ: Mapping[str, str] | None = None
+    url: str,
+    desktop: Path,
+    stop: threading.Event,
+    *,
+    environ: Mapping[str, str] | None = None,
+    run_as: Sequence[str] = (),
+    home: str | None = None,
 ) -> str | None:
-    """Clone ``url`` into ``desktop/<name>``; None when done (or already there), else why not."""
+    """Clone ``url`` into ``desktop/<name>``; None when done (or already there), else why not.
+
+    ``run_as`` prefixes git's command line to run it as the desktop account (which then
+    owns the clone), and ``home`` is that account's home."""
     try:
         target = desktop / clone_target(url)
     except ValueError as error:
@@ -57,15 +66,16 @@ def clone_repository(
     if target.is_dir() and any(target.iterdir()):
         log.info("%s is already on the desktop", target.name)
         return None
-    desktop.mkdir(parents=True, exist_ok=True)
     source = environ if environ is not None else os.environ
     env = {name: source[name] for name in ("PATH", "HOME", "LANG") if name in source}
     env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false")
+    if home is not None:
+        env["HOME"] = home
     log.info("cloning %s into %s", url, target)
     with tempfile.TemporaryFile() as output:
         try:
             process = subprocess.Popen(
-                ["git", "clone", "--", url, str(target)],
+                [*run_as, "git", "clone", "--", url, str(target)],
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -79,7 +89,7 @@ def clone_repository(
         detail = _one_line(output.read().decode(errors="replace"))
     if code == 0:
         return None
-    why = "stopped" if code is None else f"git exited {code}: {detail}"
+    why = "stopped or timed out" if code is None else f"git exited {code}: {detail}"
     return f"could not clone {url} ({why})"
 
 

@@ -50,6 +50,7 @@ class AgentConfig:
     enrolment_token: str = field(default="", repr=False)
     repository: str | None = None
     desktop_dir: Path | None = None
+    desktop_user: str | None = None
     boot_log: Path | None = None
     desktop_state_file: Path | None = None
 

@@ -426,6 +426,7 @@ CLIENT_VARIABLES = (
     "LABLINK_REPOSITORY",
     "LABLINK_BOOT_LOG",
     "LABLINK_DESKTOP_DIR",
+    "LABLINK_DESKTOP_USER",
     "LABLINK_DESKTOP_STATE_FILE",
     "ALLOCATOR_URL",
     "API_TOKEN",
@@ -450,6 +451,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyP
         (["--allocator-url", URL], {}, "credential is required"),
         (["--hostname", "bad_name"], {"LABLINK_VM_CREDENTIAL": CREDENTIAL}, "hostname"),
         (["--allocator-url", "ftp://x"], {"LABLINK_VM_CREDENTIAL": CREDENTIAL}, "http"),
+        (
+            [],
+            {"LABLINK_VM_CREDENTIAL": CREDENTIAL, "LABLINK_DESKTOP_USER": "no-such-user-x"},
+            "LABLINK_DESKTOP_USER",
+        ),
     ],
 )
 def test_main_setting_errors_exit_2(

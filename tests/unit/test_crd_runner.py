@@ -8,10 +8,14 @@ host#<hash>.json and aborts (exit 133, no registration) when XDG_RUNTIME_DIR is 
 from __future__ import annotations
 
 import json
+import os
 import pwd
+import shutil
 import stat
 import sys
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -47,6 +51,14 @@ print("Couldn't start host: systemd is not running")
 sys.exit({exit_code})
 """
 
+FAKE_SETPRIV = """#!{python}
+import json, os, sys
+with open({log!r}, "a") as handle:
+    handle.write(json.dumps({{"argv": sys.argv[1:], "env": {{}}}}) + "\\n")
+rest = sys.argv[sys.argv.index("--") + 1 :]
+os.execv(rest[0], rest)
+"""
+
 FAKE_DAEMON = """#!{python}
 import json, os, sys
 with open({log!r}, "a") as handle:
@@ -71,6 +83,7 @@ class FakeCrd:
         for name, template, extra in (
             ("start-host", FAKE_START_HOST, {"registers": registers, "exit_code": exit_code}),
             ("chrome-remote-desktop", FAKE_DAEMON, {"exit_code": daemon_exit}),
+            ("setpriv", FAKE_SETPRIV, {}),
         ):
             script = self.root / name
             log = str(self.root / f"{name}.jsonl")
@@ -87,6 +100,7 @@ class FakeCrd:
             config_dir=self.config_dir,
             runtime_root=self.root / "run-user",
             systemd_marker=marker,
+            setpriv=str(self.root / "setpriv"),
         )
 
     def runner(self, environ: dict[str, str] | None = None, **options: bool) -> SubprocessCrdRunner:
@@ -268,7 +282,7 @@ def test_root_is_refused_before_anything_runs(crd: FakeCrd) -> None:
 def test_missing_crd_is_an_error_not_a_crash(crd: FakeCrd) -> None:
     (crd.root / "chrome-remote-desktop").unlink()
     runner = crd.runner()
-    with pytest.raises(CrdHostError, match="cannot run"):
+    with pytest.raises(CrdHostError, match=r"cannot run|chrome-remote-desktop --start"):
         runner.start(launch())
     runner.stop(forget=True)  # never raises, even with CRD missing
 
@@ -276,3 +290,54 @@ def test_missing_crd_is_an_error_not_a_crash(crd: FakeCrd) -> None:
 def test_launch_repr_shows_neither_code_nor_pin() -> None:
     shown = repr(launch())
     assert CODE not in shown and PIN not in shown
+
+
+def test_a_root_agent_runs_every_crd_command_as_the_desktop_account(crd: FakeCrd) -> None:
+    crd.runner().start(launch())
+    switches = [call["argv"] for call in crd.calls("setpriv")]
+    if os.getuid() != 0:
+        assert switches == []  # already the desktop account: nothing to switch
+        return
+    assert len(switches) == 3  # --stop, start-host, --start
+    for argv in switches:
+        assert argv[:4] == ["--reuid=1000", "--regid=1000", "--init-groups", "--"]  # type: ignore[index]
+
+
+@pytest.fixture
+def world_readable_dir() -> Iterator[Path]:
+    """A folder another account can use (pytest's tmp_path is private to its owner)."""
+    path = Path(tempfile.mkdtemp(prefix="lablink-crd-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_the_switch_to_the_desktop_account_is_real(world_readable_dir: Path) -> None:
+    nobody = pwd.getpwnam("nobody")
+    if os.getuid() != 0:
+        runner = SubprocessCrdRunner(CrdHostPaths(), environ={}, account=nobody)
+        with pytest.raises(CrdHostError, match="run it as root or as that user"):
+            runner.start(launch())
+        return
+    home = world_readable_dir / "home"
+    home.mkdir()
+    os.chown(home, nobody.pw_uid, nobody.pw_gid)
+    (world_readable_dir / "run-user").mkdir()
+    logs = world_readable_dir / "logs"
+    logs.mkdir(mode=0o777)
+    logs.chmod(0o777)
+    account = pwd.struct_passwd(("nobody", "x", nobody.pw_uid, nobody.pw_gid, "", str(home), ""))
+    fake = FakeCrd(world_readable_dir, account)
+    fake.install()
+    for name in ("start-host", "chrome-remote-desktop"):
+        # Logs where nobody may write them, and the system Python (nobody may not reach ours).
+        script = world_readable_dir / name
+        text = script.read_text().replace(str(world_readable_dir / name), str(logs / name))
+        script.write_text(text.replace(sys.executable, "/usr/bin/python3", 1))
+    paths = replace(fake.paths(), setpriv="/usr/bin/setpriv")
+    runner = SubprocessCrdRunner(paths, environ={}, account=account)
+    runner.start(launch())
+    assert runner.running
+    (registration,) = runner.registrations()
+    assert registration.stat().st_uid == nobody.pw_uid  # written by start-host as nobody
+    assert fake.config_dir.stat().st_uid == nobody.pw_uid  # made by the root agent for nobody
