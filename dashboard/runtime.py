@@ -17,6 +17,7 @@ from lablink_core.config import LablinkConfig
 from lablink_core.errors import LablinkError
 from lablink_core.fleet import Fleet, make_fleet, make_provider
 from lablink_core.listener import NotificationListener
+from lablink_core.liveness import vouch_forever, vouch_interval
 from lablink_core.services import Services, data_dir, open_services
 from lablink_core.waiters import AssignmentWaiters
 
@@ -34,6 +35,8 @@ class Runtime:
     executor: ThreadPoolExecutor
     admin: AdminAccount
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    # Background loops of this process (vouching for waiting VMs, maintenance, ...).
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Health checks and admin reads get threads of their own, so a flood of VM
     # registrations cannot make a load balancer's health check time out.
     admin_executor: ThreadPoolExecutor = field(
@@ -45,11 +48,22 @@ class Runtime:
     fleet_error: str | None = None
 
     async def start(self) -> None:
-        """Start listening; call on the server's event loop."""
+        """Start listening and the loops of this process; call on the server's event loop."""
         await self.listener.start()
+        registry = self.services.registry
+        interval = vouch_interval(self.config.app.unresponsive_after_seconds)
+        self.tasks.append(
+            asyncio.get_running_loop().create_task(
+                vouch_forever(self.waiters.vouched, registry.touch_waiting, interval)
+            )
+        )
         self.started.set()
 
     async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
         self.waiters.close()
         await self.listener.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -63,6 +77,9 @@ class Runtime:
                 self.config, self.services, allocator_url, data_dir(self.config)
             )
             self.fleet = make_fleet(self.config, self.services, provider)
+            resumed = self.fleet.resume()
+            if resumed:
+                log.info("resumed %d local VMs: %s", len(resumed), ", ".join(resumed))
             self.fleet.reconcile()
         except Exception as error:
             # The API and researcher pages work without a fleet; the admin pages say why.

@@ -3,6 +3,17 @@
 A claim is one statement: ``UPDATE ... WHERE hostname = (SELECT ... FOR UPDATE SKIP LOCKED
 LIMIT 1)``, so concurrent requests lock different free rows and never share one. A partial
 unique index on ``user_email`` makes "one VM per email" a fact of the database.
+
+Only a VM that can serve is claimed: free, not unhealthy, holding a valid credential, not
+being healed, and alive (heard from within ``silence_seconds``: it polls, reports, or a
+server process holding its long poll vouches for it). VMs waiting on ``/vm_startup`` right
+now come first, then the most recently heard. The predicate is the one of the partial index
+``ix_<table>_assignable`` (:data:`lablink_core.models.ASSIGNABLE_WHERE`).
+
+A VM handed back under the ``reuse`` policy gets a new credential in the same statement, so
+its previous user cannot use a copy of the old one to receive the next user's code; the VM
+is told the new one in the answer to its waiting poll. A VM running the original LabLink
+client cannot follow a rotation, so it serves one researcher and is recycled on release.
 """
 
 from __future__ import annotations
@@ -19,9 +30,10 @@ from sqlalchemy import Connection, Engine, Row, text
 from sqlalchemy.exc import IntegrityError
 
 from lablink_core.crd import CrdCommand, parse_crd_command
+from lablink_core.credentials import VMCredentials
 from lablink_core.db import reconnecting
 from lablink_core.errors import InvalidInput, NotFound, NoVMAvailable, SeatTaken
-from lablink_core.models import checked_identifier
+from lablink_core.models import ASSIGNABLE_WHERE, checked_identifier
 from lablink_core.validation import normalize_email, validate_hostname
 
 SEAT_TAKEN_MESSAGE = (
@@ -64,13 +76,18 @@ class Allocator:
         engine: Engine,
         table_name: str,
         *,
+        credentials: VMCredentials | None = None,
         release_policy: str = "reuse",
+        silence_seconds: float = 120.0,
         pin_factory: Callable[[], str] = new_pin,
         token_factory: Callable[[], str] = new_seat_token,
     ) -> None:
         self._engine = engine
         self._table = checked_identifier(table_name)
-        self._release_status = "available" if release_policy == "reuse" else "recycling"
+        self._reuse = release_policy == "reuse"
+        # Without credentials (some tests), a released VM cannot be rotated, so it is recycled.
+        self._credentials = credentials
+        self.silence_seconds = silence_seconds
         self._new_pin = pin_factory
         self._new_token = token_factory
 
@@ -108,19 +125,29 @@ class Allocator:
             UPDATE {self._table} SET
                 status = 'assigned', user_email = :email, crd_code = :code,
                 crd_redirect_url = :url, pin = :pin, seat_token_hash = :token_hash,
-                generation = generation + 1, assigned_at = now(), in_use = false
+                generation = generation + 1, assigned_at = now(), in_use = false,
+                last_activity_at = NULL, extended_until = NULL, extensions_used = 0,
+                status_reason = NULL
             WHERE hostname = (
                 SELECT hostname FROM {self._table}
-                WHERE status = 'available' AND user_email IS NULL
-                ORDER BY registered_at
+                WHERE {ASSIGNABLE_WHERE}
+                    AND last_heard_at > now() - make_interval(secs => :silence)
+                ORDER BY waiting DESC, last_heard_at DESC
                 FOR UPDATE SKIP LOCKED
                 LIMIT 1)
             RETURNING hostname, generation
             """
         )
-        params = {"email": email, "code": crd.code, "url": crd.redirect_url, "pin": pin}
+        params: dict[str, object] = {
+            "email": email,
+            "code": crd.code,
+            "url": crd.redirect_url,
+            "pin": pin,
+            "token_hash": hash_token(token),
+            "silence": self.silence_seconds,
+        }
         with self._engine.begin() as connection:
-            row = connection.execute(statement, {**params, "token_hash": hash_token(token)}).first()
+            row = connection.execute(statement, params).first()
         if row is None:
             return None
         return Assignment(row.hostname, email, pin, token, row.generation, crd)
@@ -194,32 +221,65 @@ class Allocator:
             if not self._free(connection, name):
                 raise NotFound(f"No VM named {name} is assigned.", field="hostname")
 
-    def _free(self, connection: Connection, hostname: str) -> bool:
+    def _free(self, connection: Connection, hostname: str, reason: str | None = None) -> bool:
+        """Take the VM back from its researcher: available again with a new credential
+        (reuse), or recycling (the recycle policy, and VMs of the original client)."""
+        rotate = self._reuse and self._credentials is not None
+        issued = self._credentials.issue(hostname) if self._credentials is not None else None
         result = connection.execute(
             text(
                 f"""
                 UPDATE {self._table} SET
-                    status = :status, user_email = NULL, crd_code = NULL,
+                    status = CASE WHEN :rotate AND client_kind = 'lablink'
+                                  THEN 'available' ELSE 'recycling' END,
+                    credential_salt = CASE WHEN :rotate AND client_kind = 'lablink'
+                                           THEN :salt ELSE credential_salt END,
+                    credential_hash = CASE WHEN :rotate AND client_kind = 'lablink'
+                                           THEN :hash ELSE credential_hash END,
+                    user_email = NULL, crd_code = NULL,
                     crd_redirect_url = NULL, pin = NULL, seat_token_hash = NULL,
-                    in_use = false, assigned_at = NULL, generation = generation + 1
+                    in_use = false, assigned_at = NULL, generation = generation + 1,
+                    extended_until = NULL, extensions_used = 0, status_reason = :reason
                 WHERE hostname = :hostname AND user_email IS NOT NULL
                 """
             ),
-            {"status": self._release_status, "hostname": hostname},
+            {
+                "rotate": rotate,
+                "salt": issued.salt if issued else None,
+                "hash": issued.hash if issued else None,
+                "hostname": hostname,
+                "reason": reason,
+            },
         )
         return result.rowcount == 1
 
     @reconnecting
     def free_count(self) -> int:
+        """VMs a request could get right now (the claim's own predicate)."""
+        return self.pool_counts()["free"]
+
+    @reconnecting
+    def pool_counts(self) -> dict[str, int]:
+        """``free``: assignable now; ``silent``: otherwise free, but not heard from lately
+        (they rejoin the pool when they speak again); ``unhealthy``: free but unhealthy."""
         with self._engine.connect() as connection:
-            return int(
-                connection.execute(
-                    text(
-                        f"SELECT count(*) FROM {self._table} "
-                        "WHERE status = 'available' AND user_email IS NULL"
-                    )
-                ).scalar_one()
-            )
+            row = connection.execute(
+                text(
+                    f"""
+                    SELECT
+                        count(*) FILTER (WHERE {ASSIGNABLE_WHERE} AND last_heard_at
+                            > now() - make_interval(secs => :silence)) AS free,
+                        count(*) FILTER (WHERE {ASSIGNABLE_WHERE} AND (last_heard_at IS NULL
+                            OR last_heard_at <= now() - make_interval(secs => :silence)))
+                            AS silent,
+                        count(*) FILTER (WHERE status = 'available' AND user_email IS NULL
+                            AND health_state = 'unhealthy') AS unhealthy
+                    FROM {self._table}
+                    """
+                ),
+                {"silence": self.silence_seconds},
+            ).one()
+        return {"free": int(row.free), "silent": int(row.silent), "unhealthy": int(row.unhealthy)}
 
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")

@@ -16,6 +16,7 @@ from lablink_core.allocation import Allocator
 from lablink_core.config import LablinkConfig, database_url, default_data_dir
 from lablink_core.credentials import SecretStore, VMCredentials
 from lablink_core.db import ensure_database, make_engine, upgrade
+from lablink_core.enrolment import VMEnrolment
 from lablink_core.localdb import LocalPostgres
 from lablink_core.vms import VMRegistry
 
@@ -33,6 +34,7 @@ class Services:
     registry: VMRegistry
     secrets: SecretStore
     credentials: VMCredentials
+    enrolment: VMEnrolment
     local_postgres: LocalPostgres | None = None
 
     def close(self, *, stop_database: bool = True) -> None:
@@ -68,13 +70,22 @@ def open_services(config: LablinkConfig, *, migrate: bool = True) -> Services:
         upgrade(engine, config.db)
     table = config.db.table_name
     store = SecretStore(engine)
+    credentials = VMCredentials.from_store(store, config.app.secret_key)
+    allocator = Allocator(
+        engine,
+        table,
+        credentials=credentials,
+        release_policy=config.app.release_policy,
+        silence_seconds=config.app.unresponsive_after_seconds,
+    )
     return Services(
         config=config,
         url=url,
         engine=engine,
-        allocator=Allocator(engine, table, release_policy=config.app.release_policy),
-        registry=VMRegistry(engine, table),
+        allocator=allocator,
+        registry=VMRegistry(engine, table, busy_percent=config.session.gpu_busy_percent),
         secrets=store,
-        credentials=VMCredentials.from_store(store, config.app.secret_key),
+        credentials=credentials,
+        enrolment=VMEnrolment(engine, table, credentials),
         local_postgres=server,
     )

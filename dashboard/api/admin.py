@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from dashboard.api.base import ApiHandler
 from dashboard.auth import USER_COOKIE, admin_from_cookie
-from lablink_core.errors import Unauthorized
+from lablink_core.errors import NotFound, Unauthorized
 
 
 class HealthHandler(ApiHandler):
@@ -22,12 +22,22 @@ class HealthHandler(ApiHandler):
         runtime = self.runtime
         detail = {"listener": runtime.listener.connected, "waiting_vms": runtime.waiters.count}
         try:
-            free = await self.run_sync(runtime.services.allocator.free_count)
+            pool = await self.run_sync(runtime.services.allocator.pool_counts)
         except Exception as error:  # any database failure means "unhealthy", not a crash
             detail.update(database=False, reason=type(error).__name__)
             self.write_json({"ok": False, **detail}, 503)
             return
-        self.write_json({"ok": True, "database": True, "free_vms": free, **detail})
+        self.write_json(
+            {
+                "ok": True,
+                "database": True,
+                "free_vms": pool["free"],
+                # Free but not heard from lately: out of the pool until they speak again.
+                "silent_vms": pool["silent"],
+                "unhealthy_vms": pool["unhealthy"],
+                **detail,
+            }
+        )
 
 
 class AdminApiHandler(ApiHandler):
@@ -78,6 +88,29 @@ class VMListHandler(AdminApiHandler):
             lambda: runtime.services.registry.list(unresponsive_after=silence)
         )
         self.write_json({"vms": rows, "count": len(rows)})
+
+
+class VMHandler(AdminApiHandler):
+    """GET one VM; DELETE revokes its credential (it can register nothing any more) and,
+    for a VM no fleet manages, forgets it."""
+
+    async def get(self, hostname: str) -> None:
+        runtime = self.runtime
+        silence = runtime.config.app.unresponsive_after_seconds
+        row = await self.run_sync(
+            lambda: runtime.services.registry.get(hostname, unresponsive_after=silence)
+        )
+        self.write_json({"vm": row})
+
+    async def delete(self, hostname: str) -> None:
+        services = self.runtime.services
+        vm = await self.run_sync(services.registry.get, hostname)
+        if not await self.run_sync(services.enrolment.revoke, hostname):
+            raise NotFound(f"No VM named {hostname}.", field="hostname")
+        removed = False
+        if vm["provider"] == "manual" and vm["user_email"] is None:
+            removed = await self.run_sync(services.registry.remove, [hostname]) == 1
+        self.write_json({"revoked": hostname, "removed": removed})
 
 
 class AdminReleaseHandler(AdminApiHandler):

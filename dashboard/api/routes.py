@@ -9,10 +9,17 @@ from dashboard.api.admin import (
     AdminReleaseHandler,
     HealthHandler,
     ServerInfoHandler,
+    VMHandler,
     VMListHandler,
 )
 from dashboard.api.client_bundle import ClientBundleHandler
-from dashboard.api.machines import VMStartupHandler, VMStatusHandler
+from dashboard.api.machines import VMEnrollHandler, VMStartupHandler, VMStatusHandler
+from dashboard.api.original_client import (
+    GpuHealthHandler,
+    HeartbeatHandler,
+    InUseHandler,
+    VMStatusReportHandler,
+)
 from dashboard.api.researcher import ReleaseVMHandler, RequestVMHandler
 from dashboard.runtime import Runtime
 
@@ -23,11 +30,18 @@ def api_routes(runtime: Callable[[], Runtime]) -> list[tuple[str, type, dict[str
     """Route tuples; ``runtime`` is called per request, so routes can exist before it does."""
     handlers: list[tuple[str, type]] = [
         (r"/request_vm", RequestVMHandler),
+        (r"/api/request_vm", RequestVMHandler),  # where the original client's form posts
         (r"/release_vm", ReleaseVMHandler),
         (r"/vm_startup", VMStartupHandler),
         (r"/api/vm/status", VMStatusHandler),
+        (r"/api/vm/enroll", VMEnrollHandler),
+        (r"/api/heartbeat", HeartbeatHandler),
+        (r"/api/update_inuse_status", InUseHandler),
+        (r"/api/gpu_health", GpuHealthHandler),
+        (r"/api/vm-status", VMStatusReportHandler),
         (r"/api/health", HealthHandler),
         (r"/api/vms", VMListHandler),
+        (rf"/api/vms/{_HOSTNAME}", VMHandler),
         (rf"/api/vms/{_HOSTNAME}/release", AdminReleaseHandler),
         (r"/api/server", ServerInfoHandler),
         (r"/client/lablink-client\.pyz", ClientBundleHandler),
