@@ -44,26 +44,32 @@ def downloaded(api: RunningServer, tmp_path: Path) -> Path:
     return path
 
 
+def start_agent(
+    api: RunningServer, pyz: Path, folder: Path, credential: str
+) -> subprocess.Popen[bytes]:
+    """`python3 lablink-client.pyz --dry-run` with the documented environment."""
+    assert os.access(SYSTEM_PYTHON, os.X_OK), f"{SYSTEM_PYTHON} is needed (apt-get install python3)"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(folder),
+        "LABLINK_ALLOCATOR_URL": api.url,
+        "LABLINK_HOSTNAME": HOSTNAME,
+        "LABLINK_VM_CREDENTIAL": credential,
+    }
+    command = [SYSTEM_PYTHON, str(pyz), "--dry-run", "--record", str(folder / "record.jsonl")]
+    log = (folder / "agent.log").open("ab")
+    return subprocess.Popen(
+        [*command, "--heartbeat-seconds", "1"], env=env, stdout=log, stderr=log, cwd=folder
+    )
+
+
 @pytest.fixture
 def byo_agent(
     api: RunningServer, downloaded: Path, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """`python3 lablink-client.pyz --dry-run` with the documented environment, and its record."""
-    assert os.access(SYSTEM_PYTHON, os.X_OK), f"{SYSTEM_PYTHON} is needed (apt-get install python3)"
-    record = tmp_path / "record.jsonl"
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "LABLINK_ALLOCATOR_URL": api.url,
-        "LABLINK_HOSTNAME": HOSTNAME,
-        "LABLINK_VM_CREDENTIAL": api.credential(HOSTNAME),
-    }
-    command = [SYSTEM_PYTHON, str(downloaded), "--dry-run", "--record", str(record)]
-    log = (tmp_path / "agent.log").open("wb")
-    process = subprocess.Popen(
-        [*command, "--heartbeat-seconds", "1"], env=env, stdout=log, stderr=log, cwd=tmp_path
-    )
-    yield process, record
+    """The downloaded agent, running, and the file it records CRD commands in."""
+    process = start_agent(api, downloaded, tmp_path, api.credential(HOSTNAME))
+    yield process, tmp_path / "record.jsonl"
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
@@ -106,3 +112,62 @@ def test_downloaded_zipapp_runs_on_the_system_python_and_starts_crd(
     assert not any(str(seat.json()["pin"]) in arg for arg in start["argv"])  # type: ignore[union-attr]
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0, (tmp_path / "agent.log").read_text()
+
+
+def request(api: RunningServer, code: str) -> dict[str, str]:
+    seat = httpx.post(
+        f"{api.url}/request_vm",
+        json={"email": "byo@example.org", "crd_command": crd(code)},
+        timeout=30,
+    )
+    assert seat.status_code == 200, seat.text
+    reply: dict[str, str] = seat.json()
+    return reply
+
+
+def test_a_rotated_credential_is_saved_and_wins_over_the_environment_after_a_restart(
+    api: RunningServer, downloaded: Path, tmp_path: Path
+) -> None:
+    first = api.credential(HOSTNAME)
+    saved = tmp_path / "record.jsonl.credential"  # the dry run's default credential file
+    process = start_agent(api, downloaded, tmp_path, first)
+    try:
+        wait_until(lambda: vm_status(api) == "available", timeout=30, message="registration")
+        seat = request(api, "4/0RotateFirstCode")
+        wait_until(lambda: starts(tmp_path / "record.jsonl"), timeout=30, message="CRD start")
+        released = httpx.post(
+            f"{api.url}/release_vm",
+            json={"email": "byo@example.org", "seat_token": seat["seat_token"]},
+            timeout=30,
+        )
+        assert released.status_code == 200, released.text
+        # The release's reply rotates the credential: the agent saves the new one...
+        wait_until(
+            lambda: saved.exists() and saved.read_text().strip() not in ("", first),
+            timeout=30,
+            message="the rotated credential is saved",
+        )
+        assert oct(saved.stat().st_mode & 0o777) == "0o600"
+        # ...and the server takes it: the VM is offered again.
+        wait_until(lambda: vm_status(api) == "available", timeout=30, message="offered again")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    # Restarted with the first (now dead) credential in its environment, it uses the file's.
+    process = start_agent(api, downloaded, tmp_path, first)
+    try:
+        wait_until(lambda: vm_status(api) == "available", timeout=30, message="back after restart")
+        seat = request(api, "4/0RotateSecondCode")
+        wait_until(
+            lambda: any(
+                s["code"] == "4/0RotateSecondCode" for s in starts(tmp_path / "record.jsonl")
+            ),
+            timeout=30,
+            message="the second researcher's CRD start",
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    log = (tmp_path / "agent.log").read_text()
+    assert "refused" not in log, log  # no 401 on the way: the file was right
+    assert first not in log and saved.read_text().strip() not in log
