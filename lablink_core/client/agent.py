@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from lablink_core.client.credential_store import CredentialStore
+from lablink_core.client.enrolment import Enrolment
 from lablink_core.client.machine import MachineState
 from lablink_core.client.parts import AgentParts, build_parts
 from lablink_core.client.runners import CrdLaunch, CrdRunner
@@ -134,34 +135,12 @@ class VMAgent:
             return True
         if not self.config.enrolment_token:
             raise Unauthorized("no VM credential: set LABLINK_VM_CREDENTIAL")
-        body = {"hostname": self.config.hostname, "enrolment_token": self.config.enrolment_token}
-        url = self.config.allocator_url.rstrip("/") + "/api/vm/enroll"
-        headers = {"Content-Type": "application/json"}
-        while not self._stop.is_set():
-            try:
-                answer = post_until_stopped(
-                    self._transport, self._stop, url, body, headers, STATUS_TIMEOUT
-                )
-            except TransportError as error:
-                self._retry(backoff, f"enrolment: allocator unreachable ({error})", None)
-                continue
-            if answer is None:
-                return False
-            if self._enrolled(answer):
-                backoff.reset()
-                return True
-            why = f"enrolment answered {answer.status}: {server_message(answer)}"
-            if not _retryable(answer.status) and answer.status != 200:
-                raise Unauthorized(f"{why} (check LABLINK_ENROLMENT_TOKEN)")
-            self._retry(backoff, why, retry_after_seconds(answer.headers))
-        return False
-
-    def _enrolled(self, answer: Response) -> bool:
-        body = answer.body or {}
-        if answer.status != 200 or body.get("hostname") != self.config.hostname:
+        enrolment = Enrolment(self.config, self._transport, self._stop)
+        credential = enrolment.exchange(lambda why, after: self._retry(backoff, why, after))
+        if credential is None:
             return False
-        credential = body.get("credential")
-        self.parts.redact.learn(credential if isinstance(credential, str) else None)
+        self.parts.redact.learn(credential)
+        backoff.reset()
         return self.credentials.replace(credential, "enrolment")
 
     # Polling -------------------------------------------------------------------------
