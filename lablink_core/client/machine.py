@@ -14,6 +14,9 @@ _NVIDIA_QUERY: Final = ("--query-gpu=name,temperature.gpu,utilization.gpu", "--f
 MAX_HEALTH_CHARS: Final = 200
 BOOT_ID: Final = Path("/proc/sys/kernel/random/boot_id")
 _CONNECTED_WORD: Final = re.compile(r"\bconnected\b", re.IGNORECASE)
+# The kernel's boot id is a UUID; anything else (an odd container) is not sent at all, since
+# the allocator refuses a report whose boot_id is not one.
+_BOOT_ID_RE: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def boot_id(path: Path = BOOT_ID) -> str | None:
         text = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
-    return text[:64] or None
+    return text.lower() if _BOOT_ID_RE.fullmatch(text.lower()) else None
 
 
 def disk_free_pct(path: Path) -> int | None:

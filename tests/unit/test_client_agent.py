@@ -63,7 +63,7 @@ MACHINE = MachineState(
     gpu_state="healthy",
     gpu_utilization=3,
     crd_active=False,
-    boot_id="5c2e0f7a-boot",
+    boot_id="5c2e0f7a-1b2c-4d3e-8f90-a1b2c3d4e5f6",
     disk_free_pct=61,
 )
 
@@ -310,7 +310,7 @@ def test_heartbeat_posts_current_status_and_health(tmp_path: Path) -> None:
         "gpu_state": "healthy",
         "gpu_utilization": 3,
         "crd_active": False,
-        "boot_id": "5c2e0f7a-boot",
+        "boot_id": "5c2e0f7a-1b2c-4d3e-8f90-a1b2c3d4e5f6",
         "disk_free_pct": 61,
     }
 

@@ -70,8 +70,10 @@ def test_gpu_report_unknown_without_nvidia_smi_or_in_a_dry_run(
 
 def test_boot_id_and_disk_free(tmp_path: Path) -> None:
     assert boot_id(tmp_path / "absent") is None
-    (tmp_path / "boot_id").write_text("d1c4-77\n")
-    assert boot_id(tmp_path / "boot_id") == "d1c4-77"
+    (tmp_path / "boot_id").write_text("D1C4E5F6-0A1B-4C2D-8E3F-405162738495\n")
+    assert boot_id(tmp_path / "boot_id") == "d1c4e5f6-0a1b-4c2d-8e3f-405162738495"
+    (tmp_path / "boot_id").write_text("not-a-uuid\n")
+    assert boot_id(tmp_path / "boot_id") is None
     free = disk_free_pct(tmp_path)
     assert free is not None and 0 <= free <= 100
     assert disk_free_pct(tmp_path / "absent") is None
