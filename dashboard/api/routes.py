@@ -14,6 +14,7 @@ from dashboard.api.admin import (
     VMListHandler,
     VMLogsTailHandler,
 )
+from dashboard.api.client_bundle import ClientBundleHandler
 from dashboard.api.fleet import (
     FleetDestroyHandler,
     FleetLaunchHandler,
@@ -68,5 +69,6 @@ def api_routes(runtime: Callable[[], Runtime]) -> list[tuple[str, type, dict[str
         (r"/api/fleet/scale", FleetScaleHandler),
         (r"/api/fleet/destroy", FleetDestroyHandler),
         (r"/api/server", ServerInfoHandler),
+        (r"/client/lablink-client\.pyz", ClientBundleHandler),
     ]
     return [(pattern, handler, {"runtime": runtime}) for pattern, handler in handlers]

@@ -166,6 +166,8 @@ class LocalProvider:
         argv = [self.python, "-m", CLIENT_MODULE, "--allocator-url", self.allocator_url]
         argv += ["--hostname", name, "--dry-run", "--record", str(self.record_path(name))]
         env = {key: os.environ[key] for key in _PASSED_ENV if key in os.environ}
+        # Each process gets a fresh credential: the one its predecessor saved is dead.
+        self.record_path(name).with_name(f"{name}.jsonl.credential").unlink(missing_ok=True)
         # The credential goes in the environment: argv is readable by every local user.
         env.update(LABLINK_VM_CREDENTIAL=self._issue_credential(name), PYTHONUNBUFFERED="1")
         with self._lock:
