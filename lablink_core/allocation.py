@@ -188,6 +188,23 @@ class Allocator:
         return str(row.hostname)
 
     @reconnecting
+    def seat_by_token(self, seat_token: str) -> tuple[str, str] | None:
+        """``(email, hostname)`` of the seat this token proves (a browser that has only the
+        cookie /request_vm set), or None."""
+        token = checked_token(seat_token)
+        if token is None:
+            return None
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                text(
+                    f"SELECT user_email, hostname FROM {self._table} "
+                    "WHERE seat_token_hash = :hash AND user_email IS NOT NULL"
+                ),
+                {"hash": hash_token(token)},
+            ).first()
+        return None if row is None else (str(row.user_email), str(row.hostname))
+
+    @reconnecting
     def release(self, email: object, seat_token: str) -> str:
         """The researcher gives their VM back. Returns the hostname released."""
         address = normalize_email(email)

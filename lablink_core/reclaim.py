@@ -75,6 +75,17 @@ def reclaim_plan(
     return min(plans, key=lambda plan: plan.at, default=None)
 
 
+@dataclass(frozen=True)
+class HeldVM:
+    """An assigned VM as its researcher's page shows it."""
+
+    plan: ReclaimPlan | None
+    status: str
+    healing: str | None  # rebooting | replacing | None
+    reason: str | None  # why the healer acts, or why it was taken back
+    extensions_left: int
+
+
 _ASSIGNED = "hostname, user_email, assigned_at, last_activity_at, extended_until, extensions_used"
 
 
@@ -111,6 +122,30 @@ class SessionClock:
         if row is None:
             return None
         return reclaim_plan(dict(row), self.config, self._teardown_at(now))
+
+    def held(self, now: dt.datetime) -> dict[str, HeldVM]:
+        """Every assigned VM with the end of its session and what its researcher should
+        know of it (one read for all the researcher pages of a process)."""
+        teardown = self._teardown_at(now)
+        with self._engine.connect() as connection:
+            rows = (
+                connection.execute(
+                    text(
+                        f"SELECT {_ASSIGNED}, status, healing, status_reason FROM {self._table} "
+                        "WHERE user_email IS NOT NULL"
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        held = {}
+        for row in map(dict, rows):
+            left = max(0, self.config.extensions - int(row["extensions_used"] or 0))
+            plan = reclaim_plan(row, self.config, teardown)
+            held[str(row["hostname"])] = HeldVM(
+                plan, str(row["status"]), row["healing"], row["status_reason"], left
+            )
+        return held
 
     def extensions_left(self, hostname: str) -> int:
         with self._engine.connect() as connection:

@@ -147,6 +147,20 @@ class Waitlist:
         return Ticket(int(row.id), row.email, row.state, position, row.hostname, row.pin)
 
     @reconnecting
+    def touch(self, entry_ids: list[int]) -> None:
+        """These entries' pages are open: keep them from expiring."""
+        if not entry_ids:
+            return
+        with self._engine.begin() as connection:
+            connection.execute(
+                text(
+                    f"UPDATE {self._table} SET last_seen_at = now() "
+                    "WHERE id = ANY(:ids) AND state = 'waiting'"
+                ),
+                {"ids": entry_ids},
+            )
+
+    @reconnecting
     def leave(self, ticket: object) -> None:
         token = checked_token(ticket)
         with self._engine.begin() as connection:
