@@ -17,8 +17,12 @@ from lablink_core.config import LablinkConfig
 from lablink_core.errors import LablinkError
 from lablink_core.fleet import Fleet, make_fleet, make_provider
 from lablink_core.listener import NotificationListener
+from lablink_core.liveness import vouch_forever, vouch_interval
+from lablink_core.maintenance import Maintenance
 from lablink_core.services import Services, data_dir, open_services
 from lablink_core.waiters import AssignmentWaiters
+from lablink_core.waitlist_watch import Dispatcher, TicketWaiters
+from lablink_core.workshop import build_maintenance
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,11 @@ class Runtime:
     executor: ThreadPoolExecutor
     admin: AdminAccount
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    # Background loops of this process (vouching for waiting VMs, maintenance, ...).
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    maintenance: list[Maintenance] = field(default_factory=list)
+    dispatcher: Dispatcher | None = None
+    tickets: TicketWaiters | None = None
     # Health checks and admin reads get threads of their own, so a flood of VM
     # registrations cannot make a load balancer's health check time out.
     admin_executor: ThreadPoolExecutor = field(
@@ -45,11 +54,34 @@ class Runtime:
     fleet_error: str | None = None
 
     async def start(self) -> None:
-        """Start listening; call on the server's event loop."""
+        """Start listening and the loops of this process; call on the server's event loop."""
         await self.listener.start()
+        services = self.services
+        interval = vouch_interval(self.config.app.unresponsive_after_seconds)
+        self.tasks.append(
+            asyncio.get_running_loop().create_task(
+                vouch_forever(self.waiters.vouched, services.registry.touch_waiting, interval)
+            )
+        )
+        waitlist = services.waitlist
+        self.dispatcher = Dispatcher(self.listener, waitlist.dispatch, waitlist.length)
+        self.dispatcher.start()
+        self.tickets = TicketWaiters(self.listener)
+        self.maintenance = [loop.start() for loop in build_maintenance(services, self.fleet)]
         self.started.set()
 
     async def stop(self) -> None:
+        for loop in self.maintenance:
+            await asyncio.to_thread(loop.stop)
+        self.maintenance = []
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        if self.tickets is not None:
+            self.tickets.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
         self.waiters.close()
         await self.listener.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -63,6 +95,9 @@ class Runtime:
                 self.config, self.services, allocator_url, data_dir(self.config)
             )
             self.fleet = make_fleet(self.config, self.services, provider)
+            resumed = self.fleet.resume()
+            if resumed:
+                log.info("resumed %d local VMs: %s", len(resumed), ", ".join(resumed))
             self.fleet.reconcile()
         except Exception as error:
             # The API and researcher pages work without a fleet; the admin pages say why.

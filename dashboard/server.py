@@ -16,6 +16,7 @@ from dashboard.auth import configure_auth, guard_autoload_scripts, login_routes
 from dashboard.body_limit import refuse_large_bodies
 from dashboard.live import close_live_table
 from dashboard.pages import build_pages
+from dashboard.public_state import close_public_state
 from dashboard.runtime import Runtime, build_runtime, current, install
 from dashboard.security_headers import allowed_origins, bokeh_websocket_origins, harden_application
 from dashboard.signin import signin_routes
@@ -109,6 +110,7 @@ def run_server(
         # First, so no local VM process outlives the server (nor polls a closing one).
         runtime.stop_fleet()
         close_live_table(runtime)
+        close_public_state(runtime)
         server.stop()
         asyncio.get_event_loop().run_until_complete(runtime.stop())
         runtime.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from lablink_core import fleet_cli, schedule_cli
 from lablink_core.config import ConfigError, LablinkConfig, load_config
 from lablink_core.errors import LablinkError
 from lablink_core.schema import init_sql
@@ -66,9 +67,27 @@ def cmd_vm_credential(args: argparse.Namespace) -> int:
 
     services = open_services(_config(args))
     try:
-        print(services.credentials.issue(args.hostname))
+        enrolment = services.enrolment
+        if args.rotate:
+            print(enrolment.rotate(args.hostname))
+        else:
+            print(enrolment.enrol(args.hostname))
     finally:
         services.close(stop_database=False)
+    return 0
+
+
+def cmd_vm_revoke(args: argparse.Namespace) -> int:
+    from lablink_core.errors import NotFound
+    from lablink_core.services import open_services
+
+    services = open_services(_config(args))
+    try:
+        if not services.enrolment.revoke(args.hostname):
+            raise NotFound(f"No VM named {args.hostname}.")
+    finally:
+        services.close(stop_database=False)
+    print(f"revoked the credential of {args.hostname}", file=sys.stderr)
     return 0
 
 
@@ -151,8 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     vm = commands.add_parser("vm", help="VM tools")
     vm_cmds = vm.add_subparsers(dest="action", required=True)
-    credential = _add(vm_cmds, "credential", cmd_vm_credential, "print a VM's credential")
+    credential = _add(
+        vm_cmds,
+        "credential",
+        cmd_vm_credential,
+        "enrol a machine by hand: print its credential (issued, with its row, if it has none)",
+    )
     credential.add_argument("hostname")
+    credential.add_argument(
+        "--rotate", action="store_true", help="issue a new one; the old one stops working"
+    )
+    revoke = _add(vm_cmds, "revoke", cmd_vm_revoke, "revoke a VM's credential (it gets 401)")
+    revoke.add_argument("hostname")
 
     admin = commands.add_parser("admin", help="admin account tools")
     admin_cmds = admin.add_subparsers(dest="action", required=True)
@@ -167,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--stdin", action="store_true", help="read the new password from one line of stdin"
     )
 
+    fleet_cli.register(commands)
+    schedule_cli.register(commands)
     for plugin in entry_points(group="lablink.commands"):
         register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
         register = plugin.load()

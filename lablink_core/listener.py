@@ -27,11 +27,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Notification:
-    """One change to one VM row, as the trigger announced it."""
+    """One change, as a trigger announced it: to a VM row (hostname, generation), or to the
+    waitlist (``what == "waitlist"``, with the entry's id and state)."""
 
     hostname: str
-    what: str  # created | assigned | released | status | deleted
+    what: str  # created | assigned | released | status | credential | deleted | waitlist
     generation: int
+    ticket: int | None = None
+    state: str | None = None
 
 
 class Subscriber(Protocol):
@@ -58,6 +61,8 @@ def libpq_dsn(url: str) -> str:
 def parse_payload(payload: str) -> Notification | None:
     try:
         data = json.loads(payload)
+        if data["what"] == "waitlist":
+            return Notification("", "waitlist", 0, int(data["ticket"]), str(data["state"]))
         return Notification(str(data["hostname"]), str(data["what"]), int(data["generation"]))
     except (ValueError, KeyError, TypeError):
         log.warning("ignoring a malformed notification payload")

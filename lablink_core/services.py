@@ -6,6 +6,7 @@ created at import time.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,14 @@ from lablink_core.allocation import Allocator
 from lablink_core.config import LablinkConfig, database_url, default_data_dir
 from lablink_core.credentials import SecretStore, VMCredentials
 from lablink_core.db import ensure_database, make_engine, upgrade
+from lablink_core.enrolment import VMEnrolment
 from lablink_core.localdb import LocalPostgres
+from lablink_core.reclaim import SessionClock
+from lablink_core.schedules import ScheduleStore
+from lablink_core.vm_actions import ActionLog
+from lablink_core.vm_logs import VMLogStore
 from lablink_core.vms import VMRegistry
+from lablink_core.waitlist import Waitlist
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,12 @@ class Services:
     registry: VMRegistry
     secrets: SecretStore
     credentials: VMCredentials
+    enrolment: VMEnrolment
+    actions: ActionLog
+    waitlist: Waitlist
+    schedules: ScheduleStore
+    sessions: SessionClock
+    logs: VMLogStore
     local_postgres: LocalPostgres | None = None
 
     def close(self, *, stop_database: bool = True) -> None:
@@ -68,13 +81,47 @@ def open_services(config: LablinkConfig, *, migrate: bool = True) -> Services:
         upgrade(engine, config.db)
     table = config.db.table_name
     store = SecretStore(engine)
+    credentials = VMCredentials.from_store(store, config.app.secret_key)
+    actions = ActionLog(engine, table)
+    allocator = Allocator(
+        engine,
+        table,
+        actions=actions,
+        credentials=credentials,
+        release_policy=config.app.release_policy,
+        silence_seconds=config.app.unresponsive_after_seconds,
+    )
+    schedules = ScheduleStore(engine)
+
+    def teardown_at(now: dt.datetime) -> dt.datetime | None:
+        upcoming = schedules.next_teardown(now)
+        return None if upcoming is None else upcoming.at
+
     return Services(
         config=config,
         url=url,
         engine=engine,
-        allocator=Allocator(engine, table, release_policy=config.app.release_policy),
-        registry=VMRegistry(engine, table),
+        allocator=allocator,
+        waitlist=Waitlist(
+            engine,
+            table,
+            silence_seconds=config.app.unresponsive_after_seconds,
+            expire_seconds=config.waitlist.expire_seconds,
+            max_length=config.waitlist.max_length,
+        ),
+        schedules=schedules,
+        logs=VMLogStore(engine, table),
+        sessions=SessionClock(
+            engine,
+            table,
+            config.session,
+            release=lambda hostname, reason: allocator.take_back(hostname, reason),
+            teardown_at=teardown_at,
+        ),
+        registry=VMRegistry(engine, table, busy_percent=config.session.gpu_busy_percent),
         secrets=store,
-        credentials=VMCredentials.from_store(store, config.app.secret_key),
+        credentials=credentials,
+        enrolment=VMEnrolment(engine, table, credentials),
+        actions=actions,
         local_postgres=server,
     )

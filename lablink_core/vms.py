@@ -1,129 +1,116 @@
-"""The VM side of the table: registration, what a VM should run, status reports, listing."""
+"""The VM side of the table: registration, what a VM should run, status reports, listing.
+
+Every statement a VM's call makes also checks its credential (``credential_hash = :proof``),
+so an unknown hostname, a revoked credential and a wrong one all come out the same: nothing
+matches, and the caller answers 401. Nothing here creates a row from a VM's call.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, Row, text
 
 from lablink_core.crd import CrdCommand
 from lablink_core.db import reconnecting
-from lablink_core.errors import InvalidInput, NotFound
+from lablink_core.errors import NotFound
 from lablink_core.models import checked_identifier
+from lablink_core.reports import VMReport
 from lablink_core.validation import validate_hostname
+from lablink_core.vm_tasks import VMTask
 
-REPORTED_STATUSES = ("booting", "ready", "connected", "error")
-MAX_MESSAGE_LENGTH = 500
-MAX_HEALTH_LENGTH = 200
+__all__ = ["VMRegistry", "VMTask", "utc_now"]
 
-
-@dataclass(frozen=True)
-class VMTask:
-    """What a VM should be doing: nothing yet, or run CRD with this code and PIN."""
-
-    hostname: str
-    generation: int
-    crd: CrdCommand | None
-    pin: str | None
-
-    @property
-    def assigned(self) -> bool:
-        return self.crd is not None
-
-    def as_json(self) -> dict[str, Any]:
-        if self.crd is None:
-            return {"hostname": self.hostname, "assigned": False, "generation": self.generation}
-        return {
-            "hostname": self.hostname,
-            "assigned": True,
-            "generation": self.generation,
-            "crd_command": self.crd.canonical(),
-            "code": self.crd.code,
-            "redirect_url": self.crd.redirect_url,
-            "pin": self.pin,
-        }
-
-
-@dataclass(frozen=True)
-class VMStatusReport:
-    """A VM's own account of itself, validated."""
-
-    status: str
-    in_use: bool = False
-    health: str | None = None
-    message: str | None = None
-
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> VMStatusReport:
-        status = body.get("status")
-        if status not in REPORTED_STATUSES:
-            raise InvalidInput(
-                f"status must be one of {', '.join(REPORTED_STATUSES)}", field="status"
-            )
-        in_use = body.get("in_use", False)
-        if not isinstance(in_use, bool):
-            raise InvalidInput("in_use must be true or false", field="in_use")
-        health = _optional_text(body.get("health"), "health", MAX_HEALTH_LENGTH)
-        message = _optional_text(body.get("message"), "message", MAX_MESSAGE_LENGTH)
-        return cls(str(status), in_use, health, message)
-
-
-def _optional_text(value: object, field: str, limit: int) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be text", field=field)
-    if len(value) > limit:
-        raise InvalidInput(f"{field} must be at most {limit} characters", field=field)
-    if any(ord(c) < 32 and c not in "\t" for c in value):
-        raise InvalidInput(f"{field} must not contain control characters", field=field)
-    return value
+_TASK_COLUMNS = (
+    "hostname, generation, user_email, crd_code, crd_redirect_url, pin, "
+    "credential_hash, credential_salt, client_kind"
+)
+_LIST_COLUMNS = (
+    "hostname, status, user_email, in_use, health, health_state, status_message, "
+    "status_reason, provider, instance_id, client_kind, generation, waiting, crd_active, "
+    "gpu_utilization, disk_free_pct, healing, heal_attempts, created_at, registered_at, "
+    "ready_at, assigned_at, last_heard_at, last_activity_at"
+)
 
 
 def _task(row: Row[Any]) -> VMTask:
     crd = None
     if row.user_email is not None and row.crd_code is not None:
         crd = CrdCommand(code=row.crd_code, redirect_url=row.crd_redirect_url)
-    return VMTask(row.hostname, row.generation, crd, row.pin if crd else None)
+    return VMTask(
+        row.hostname,
+        row.generation,
+        crd,
+        row.pin if crd else None,
+        row.credential_hash,
+        row.credential_salt,
+        row.client_kind,
+    )
 
 
-_TASK_COLUMNS = "hostname, generation, user_email, crd_code, crd_redirect_url, pin"
+_REPORT = """
+UPDATE {table} SET
+    last_heard_at = now(),
+    in_use = COALESCE(CAST(:in_use AS boolean), in_use),
+    health = COALESCE(CAST(:health AS text), health),
+    health_state = COALESCE(CAST(:gpu_state AS text), health_state),
+    status_message = CASE WHEN :sets_message THEN CAST(:message AS text)
+                          ELSE status_message END,
+    crd_active = COALESCE(CAST(:crd_active AS boolean), crd_active),
+    gpu_utilization = COALESCE(CAST(:gpu_utilization AS integer), gpu_utilization),
+    boot_id = COALESCE(CAST(:boot_id AS text), boot_id),
+    disk_free_pct = COALESCE(CAST(:disk_free_pct AS integer), disk_free_pct),
+    last_activity_at = CASE
+        WHEN CAST(:crd_active AS boolean) OR CAST(:gpu_utilization AS integer) >= :busy
+        THEN now() ELSE last_activity_at END,
+    status = CASE
+        WHEN :status = 'connected' AND user_email IS NOT NULL THEN 'connected'
+        WHEN :status = 'ready' AND user_email IS NULL
+             AND status IN ('booting', 'error') THEN 'available'
+        WHEN :status = 'error' AND user_email IS NULL
+             AND status <> 'recycling' THEN 'error'
+        ELSE status END,
+    ready_at = CASE WHEN :status = 'ready' AND ready_at IS NULL THEN now() ELSE ready_at END,
+    healing = CASE WHEN :status IN ('ready', 'connected') THEN NULL ELSE healing END
+WHERE hostname = :hostname AND credential_hash = :proof
+"""
 
 
 class VMRegistry:
     """Registers VMs, answers what each should run, and records what they report."""
 
-    def __init__(self, engine: Engine, table_name: str) -> None:
+    def __init__(self, engine: Engine, table_name: str, *, busy_percent: int = 10) -> None:
         self._engine = engine
         self._table = checked_identifier(table_name)
+        self.busy_percent = busy_percent
 
     @property
     def table_name(self) -> str:
         return self._table
 
     @reconnecting
-    def register(self, hostname: object, *, provider: str = "manual") -> VMTask:
-        """First contact (or a poll) from a VM: insert or refresh it, return its task."""
+    def register(self, hostname: object, proof: str, client_kind: str = "lablink") -> VMTask | None:
+        """A poll of /vm_startup: the VM is alive and waiting; its task, or None if the
+        hostname and credential match no VM."""
         name = validate_hostname(hostname)
         statement = text(
             f"""
-            INSERT INTO {self._table} AS vm
-                (hostname, status, provider, registered_at, ready_at, last_heard_at)
-            VALUES (:hostname, 'available', :provider, now(), now(), now())
-            ON CONFLICT (hostname) DO UPDATE SET
-                last_heard_at = now(),
+            UPDATE {self._table} AS vm SET
+                last_heard_at = now(), waiting = true, client_kind = :client_kind,
                 registered_at = COALESCE(vm.registered_at, now()),
                 ready_at = CASE WHEN vm.status = 'booting' THEN now() ELSE vm.ready_at END,
-                status = CASE WHEN vm.status = 'booting' THEN 'available' ELSE vm.status END
+                status = CASE WHEN vm.status = 'booting' THEN 'available' ELSE vm.status END,
+                healing = NULL
+            WHERE hostname = :hostname AND credential_hash = :proof
             RETURNING {_TASK_COLUMNS}
             """
         )
+        params = {"hostname": name, "proof": proof, "client_kind": client_kind}
         with self._engine.begin() as connection:
-            row = connection.execute(statement, {"hostname": name, "provider": provider}).one()
-        return _task(row)
+            row = connection.execute(statement, params).first()
+        return None if row is None else _task(row)
 
     @reconnecting
     def tasks(self, hostnames: Sequence[str]) -> dict[str, VMTask]:
@@ -138,36 +125,52 @@ class VMRegistry:
         return {row.hostname: _task(row) for row in rows}
 
     @reconnecting
-    def report(self, hostname: object, report: VMStatusReport) -> None:
-        """Record a VM's status report and heartbeat without touching its assignment."""
+    def report(self, hostname: object, proof: str, report: VMReport) -> bool:
+        """Record a VM's report and heartbeat without touching its assignment. False when
+        the hostname and credential match no VM."""
         name = validate_hostname(hostname)
-        statement = text(
-            f"""
-            UPDATE {self._table} SET
-                last_heard_at = now(), in_use = :in_use, health = :health,
-                status_message = :message,
-                status = CASE
-                    WHEN :status = 'connected' AND user_email IS NOT NULL THEN 'connected'
-                    WHEN :status = 'ready' AND user_email IS NULL
-                         AND status IN ('booting', 'error') THEN 'available'
-                    WHEN :status = 'error' AND user_email IS NULL
-                         AND status <> 'recycling' THEN 'error'
-                    ELSE status END,
-                ready_at = CASE WHEN :status = 'ready' AND ready_at IS NULL THEN now()
-                                ELSE ready_at END
-            WHERE hostname = :hostname
-            """
-        )
         params = {
             "hostname": name,
+            "proof": proof,
+            "busy": self.busy_percent,
             "status": report.status,
             "in_use": report.in_use,
             "health": report.health,
+            "gpu_state": report.gpu_state,
             "message": report.message,
+            "sets_message": report.sets_message,
+            "crd_active": report.crd_active,
+            "gpu_utilization": report.gpu_utilization,
+            "boot_id": report.boot_id,
+            "disk_free_pct": report.disk_free_pct,
         }
         with self._engine.begin() as connection:
-            if connection.execute(statement, params).rowcount == 0:
-                raise NotFound(f"No VM named {name} is registered; call /vm_startup first.")
+            result = connection.execute(text(_REPORT.format(table=self._table)), params)
+        return result.rowcount == 1
+
+    @reconnecting
+    def touch_waiting(self, hostnames: Sequence[str]) -> int:
+        """VMs waiting on this process right now are alive: the process vouches for them."""
+        if not hostnames:
+            return 0
+        with self._engine.begin() as connection:
+            result = connection.execute(
+                text(
+                    f"UPDATE {self._table} SET last_heard_at = now(), waiting = true "
+                    "WHERE hostname = ANY(:names)"
+                ),
+                {"names": list(hostnames)},
+            )
+        return int(result.rowcount)
+
+    @reconnecting
+    def stop_waiting(self, hostname: str) -> None:
+        """The VM hung up its long poll (the claim then prefers VMs still waiting)."""
+        with self._engine.begin() as connection:
+            connection.execute(
+                text(f"UPDATE {self._table} SET waiting = false WHERE hostname = :h"),
+                {"h": hostname},
+            )
 
     @reconnecting
     def add_booting(self, hostnames: Iterable[str], *, provider: str) -> None:
@@ -186,7 +189,7 @@ class VMRegistry:
 
     @reconnecting
     def remove(self, hostnames: Iterable[str]) -> int:
-        """Forget VMs that a fleet destroyed."""
+        """Forget VMs that a fleet destroyed (their credentials die with their rows)."""
         names = [validate_hostname(h) for h in hostnames]
         with self._engine.begin() as connection:
             result = connection.execute(
@@ -194,22 +197,34 @@ class VMRegistry:
             )
         return int(result.rowcount)
 
-    @reconnecting
-    def list(self, *, unresponsive_after: float = 120.0) -> list[dict[str, Any]]:
-        """Every VM as a plain dict, with ``unresponsive`` derived from the last heartbeat."""
+    def _select(self, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         statement = text(
             f"""
-            SELECT hostname, status, user_email, in_use, health, status_message, provider,
-                   instance_id, generation, created_at, registered_at, ready_at, assigned_at,
-                   last_heard_at,
+            SELECT {_LIST_COLUMNS},
                    (last_heard_at IS NOT NULL
-                    AND last_heard_at < now() - make_interval(secs => :silence)) AS unresponsive
-            FROM {self._table} ORDER BY created_at, hostname
+                    AND last_heard_at < now() - make_interval(secs => :silence)) AS unresponsive,
+                   (credential_hash IS NULL) AS credential_revoked
+            FROM {self._table} WHERE {where} ORDER BY created_at, hostname
             """
         )
         with self._engine.connect() as connection:
-            rows = connection.execute(statement, {"silence": unresponsive_after}).mappings().all()
+            rows = connection.execute(statement, params).mappings().all()
         return [dict(row) for row in rows]
+
+    @reconnecting
+    def list(self, *, unresponsive_after: float = 120.0) -> list[dict[str, Any]]:
+        """Every VM as a plain dict (no secrets), with ``unresponsive`` derived from the last
+        time it was heard from: such a VM is out of the free pool until it speaks again."""
+        return self._select("true", {"silence": unresponsive_after})
+
+    @reconnecting
+    def get(self, hostname: object, *, unresponsive_after: float = 120.0) -> dict[str, Any]:
+        """One VM as :meth:`list` shows it; NotFound if there is none."""
+        name = validate_hostname(hostname)
+        rows = self._select("hostname = :h", {"silence": unresponsive_after, "h": name})
+        if not rows:
+            raise NotFound(f"No VM named {name}.", field="hostname")
+        return rows[0]
 
     @reconnecting
     def counts(self) -> dict[str, int]:

@@ -17,7 +17,9 @@ from lablink_core.listener import Notification, NotificationListener
 from lablink_core.vms import VMTask
 
 log = logging.getLogger(__name__)
-_WAKING = frozenset({"assigned", "released"})
+_WAKING = frozenset({"assigned", "released", "credential", "deleted"})
+# A waiter hears of these whatever their generation: its credential no longer works.
+_ENDING = frozenset({"credential", "deleted"})
 
 
 @dataclass(eq=False)
@@ -27,6 +29,8 @@ class Waiter:
     hostname: str
     after_generation: int
     future: asyncio.Future[VMTask] = field(repr=False)
+    # Whether this process vouches for the VM while it waits (see AssignmentWaiters.vouched).
+    vouch: bool = True
 
     async def wait(self, timeout: float) -> VMTask | None:
         """The new task, or None when ``timeout`` seconds pass first."""
@@ -36,7 +40,8 @@ class Waiter:
             return None
 
     def offer(self, task: VMTask) -> bool:
-        if self.future.done() or task.generation <= self.after_generation:
+        """Hand ``task`` over if it is news: newer, or the VM's credential died."""
+        if self.future.done() or (task.generation <= self.after_generation and not task.revoked):
             return False
         self.future.set_result(task)
         return True
@@ -63,10 +68,19 @@ class AssignmentWaiters:
     def count(self) -> int:
         return sum(len(group) for group in self._waiters.values())
 
+    def vouched(self) -> list[str]:
+        """VMs waiting here now whose liveness this process vouches for: a long poll in
+        progress is proof of life (the original client is left out: it is held for up to
+        an hour, and its heartbeats speak for it)."""
+        return sorted(name for name, group in self._waiters.items() if any(w.vouch for w in group))
+
     @asynccontextmanager
-    async def waiting(self, hostname: str, after_generation: int) -> AsyncIterator[Waiter]:
+    async def waiting(
+        self, hostname: str, after_generation: int, *, vouch: bool = True
+    ) -> AsyncIterator[Waiter]:
         """Register a waiter for the block's duration; read the current state inside it."""
-        waiter = Waiter(hostname, after_generation, asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        waiter = Waiter(hostname, after_generation, future, vouch)
         self._waiters.setdefault(hostname, set()).add(waiter)
         try:
             yield waiter
@@ -83,7 +97,9 @@ class AssignmentWaiters:
         names = {
             n.hostname
             for n in notifications
-            if n.what in _WAKING and self._wants(n.hostname, n.generation)
+            if n.what in _WAKING
+            and (self._wants(n.hostname, n.generation) or n.what in _ENDING)
+            and n.hostname in self._waiters
         }
         if names:
             asyncio.get_running_loop().create_task(self._wake(sorted(names)))
@@ -113,9 +129,8 @@ class AssignmentWaiters:
     async def _wake(self, hostnames: list[str]) -> None:
         tasks = await self._fetch_with_retry(hostnames)
         for name in hostnames:
-            task = tasks.get(name)
-            if task is None:
-                continue
+            # A VM whose row is gone (destroyed) is answered as revoked.
+            task = tasks.get(name) or VMTask(name, 0, None, None, credential_hash=None)
             for waiter in list(self._waiters.get(name, ())):
                 if waiter.offer(task):
                     self.wakeups += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from urllib.parse import urlsplit
@@ -11,7 +12,7 @@ from sqlalchemy import text
 from dashboard.api.base import ApiError, ApiHandler
 from dashboard.auth import SESSION_COOKIE, admin_from_cookie
 from dashboard.login import attempt_admin_login, retry_after_header
-from lablink_core.errors import Unauthorized
+from lablink_core.errors import NotFound, Unauthorized
 
 
 class HealthHandler(ApiHandler):
@@ -23,12 +24,22 @@ class HealthHandler(ApiHandler):
         runtime = self.runtime
         detail = {"listener": runtime.listener.connected, "waiting_vms": runtime.waiters.count}
         try:
-            free = await self.run_sync(runtime.services.allocator.free_count)
+            pool = await self.run_sync(runtime.services.allocator.pool_counts)
         except Exception as error:  # any database failure means "unhealthy", not a crash
             detail.update(database=False, reason=type(error).__name__)
             self.write_json({"ok": False, **detail}, 503)
             return
-        self.write_json({"ok": True, "database": True, "free_vms": free, **detail})
+        self.write_json(
+            {
+                "ok": True,
+                "database": True,
+                "free_vms": pool["free"],
+                # Free but not heard from lately: out of the pool until they speak again.
+                "silent_vms": pool["silent"],
+                "unhealthy_vms": pool["unhealthy"],
+                **detail,
+            }
+        )
 
 
 class AdminApiHandler(ApiHandler):
@@ -36,11 +47,11 @@ class AdminApiHandler(ApiHandler):
     API token as a bearer, or a live admin session's cookie (writes with the cookie must come
     from this site's pages)."""
 
-    uses_admin_pool = True
-
     async def prepare(self) -> None:
-        # The token's hash and the session may need a query: off the event loop.
-        if await self.run_sync(self._token_or_cookie):
+        # The token's hash and the session may need a query: off the event loop, on the
+        # admin threads (a flood of VM requests cannot delay an admin's check).
+        loop = asyncio.get_running_loop()
+        if await loop.run_in_executor(self.runtime.admin_executor, self._token_or_cookie):
             return
         user, password = self._basic_credentials()
         if user is not None:
@@ -80,15 +91,58 @@ class AdminApiHandler(ApiHandler):
 
 
 class VMListHandler(AdminApiHandler):
-    """The instance table as JSON."""
+    """The instance table as JSON, each VM with its latest action (what and why)."""
 
     async def get(self) -> None:
+        services = self.runtime.services
+        silence = self.runtime.config.app.unresponsive_after_seconds
+
+        def read() -> list[dict[str, object]]:
+            rows = services.registry.list(unresponsive_after=silence)
+            latest = services.actions.latest_by_vm([row["hostname"] for row in rows])
+            return [{**row, "last_action": latest.get(row["hostname"])} for row in rows]
+
+        rows = await self.run_sync(read)
+        self.write_json({"vms": rows, "count": len(rows)})
+
+
+class VMHandler(AdminApiHandler):
+    """GET one VM; DELETE revokes its credential (it can register nothing any more) and,
+    for a VM no fleet manages, forgets it."""
+
+    async def get(self, hostname: str) -> None:
         runtime = self.runtime
         silence = runtime.config.app.unresponsive_after_seconds
-        rows = await self.run_sync(
-            lambda: runtime.services.registry.list(unresponsive_after=silence)
+        row = await self.run_sync(
+            lambda: runtime.services.registry.get(hostname, unresponsive_after=silence)
         )
-        self.write_json({"vms": rows, "count": len(rows)})
+        self.write_json({"vm": row})
+
+    async def delete(self, hostname: str) -> None:
+        services = self.runtime.services
+        vm = await self.run_sync(services.registry.get, hostname)
+        if not await self.run_sync(services.enrolment.revoke, hostname):
+            raise NotFound(f"No VM named {hostname}.", field="hostname")
+        removed = False
+        if vm["provider"] == "manual" and vm["user_email"] is None:
+            removed = await self.run_sync(services.registry.remove, [hostname]) == 1
+        self.write_json({"revoked": hostname, "removed": removed})
+
+
+class VMLogsTailHandler(AdminApiHandler):
+    """A VM's last log lines (redacted), oldest first."""
+
+    async def get(self, hostname: str) -> None:
+        lines = await self.run_sync(self.runtime.services.logs.tail, hostname)
+        self.write_json({"hostname": hostname, "lines": lines})
+
+
+class VMActionsHandler(AdminApiHandler):
+    """What the healer, reclaims, schedules and people did to a VM, and why; newest first."""
+
+    async def get(self, hostname: str) -> None:
+        actions = await self.run_sync(self.runtime.services.actions.for_vm, hostname)
+        self.write_json({"hostname": hostname, "actions": actions})
 
 
 class AdminReleaseHandler(AdminApiHandler):

@@ -1,4 +1,8 @@
-"""POST /request_vm and POST /release_vm: what a researcher's browser or script calls."""
+"""POST /request_vm and POST /release_vm: what a researcher's browser or script calls.
+
+When no VM is free, a request that asks to wait (``wait=1``) joins the queue: 202 with a
+ticket and a place. The ticket is also the seat token of the VM it brings (see
+:mod:`dashboard.api.waitlist` for following it)."""
 
 from __future__ import annotations
 
@@ -6,11 +10,16 @@ import html
 
 from dashboard.api.base import ApiHandler
 from lablink_core.allocation import Assignment
-from lablink_core.errors import InvalidInput
+from lablink_core.errors import InvalidInput, LablinkError, NoVMAvailable
 from lablink_core.validation import normalize_email
+from lablink_core.waitlist import Ticket
 
 SEAT_COOKIE = "lablink_seat"
 _SEAT_COOKIE_DAYS = 7
+
+
+def _wants_to_wait(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() in ("1", "true", "yes"))
 
 
 def _text_field(fields: dict[str, object], name: str, *, required: bool = True) -> str | None:
@@ -32,8 +41,17 @@ class RequestVMHandler(ApiHandler):
         email = normalize_email(_text_field(fields, "email"))
         command = _text_field(fields, "crd_command")
         token = _text_field(fields, "seat_token", required=False) or self.get_cookie(SEAT_COOKIE)
-        allocator = self.runtime.services.allocator
-        assignment = await self.run_sync(allocator.request_vm, email, command, token)
+        services = self.runtime.services
+        wait = _wants_to_wait(fields.get("wait")) or _wants_to_wait(
+            self.get_query_argument("wait", "")
+        )
+        try:
+            assignment = await self.run_sync(services.allocator.request_vm, email, command, token)
+        except NoVMAvailable:
+            if not (wait and self.runtime.config.waitlist.enabled):
+                raise
+            await self._queue(email, command, token)
+            return
         if self.wants_json():  # scripts keep the token from the body; browsers get a cookie
             self.write_json(
                 {
@@ -45,14 +63,33 @@ class RequestVMHandler(ApiHandler):
                 }
             )
             return
-        self._remember_seat(assignment)
+        self._remember_seat(assignment.seat_token)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(_assignment_html(assignment))
 
-    def _remember_seat(self, assignment: Assignment) -> None:
+    async def _queue(self, email: str, command: str | None, token: str | None) -> None:
+        """Join the queue (or, for a ticket already in it, say where it stands): 202."""
+        waitlist = self.runtime.services.waitlist
+        if token:
+            try:
+                place = await self.run_sync(waitlist.status, token)
+            except LablinkError:
+                place = None
+            if place is not None and place.state == "waiting" and place.email == email:
+                self._queued(token, place)
+                return
+        ticket, place = await self.run_sync(waitlist.join, email, command)
+        self._queued(ticket, place)
+
+    def _queued(self, ticket: str, place: Ticket) -> None:
+        self._remember_seat(ticket)
+        body = {**place.as_json(), "ticket": ticket, "poll": f"/api/waitlist/{ticket}"}
+        self.write_json(body, 202)
+
+    def _remember_seat(self, seat_token: str) -> None:
         self.set_cookie(
             SEAT_COOKIE,
-            assignment.seat_token,
+            seat_token,
             expires_days=_SEAT_COOKIE_DAYS,
             httponly=True,
             samesite="Lax",

@@ -139,6 +139,11 @@ class AppConfig(Section):
         bounds=(1024, 1 << 30),
         doc="Largest request body the server reads; larger ones are refused before buffering.",
     )
+    max_public_sessions = param.Integer(
+        default=2000,
+        bounds=(1, 1000000),
+        doc="Researcher pages open at once per process; more are asked to come back later.",
+    )
     release_policy: param.Selector[str] = param.Selector(
         default="reuse",
         objects=["reuse", "recycle"],

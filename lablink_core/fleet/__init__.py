@@ -75,10 +75,11 @@ def make_provider(
     ``lablink_core.fleet.aws.make_aws_provider`` (Terraform state under ``data_dir``).
     """
     if provider_name(config, data_dir) == "local":
+        enrolment = services.enrolment
         return LocalProvider(
             services.engine,
             allocator_url,
-            services.credentials,
+            lambda name: enrolment.enrol(name, provider="local", fresh=True),
             record_dir=data_dir / "local-vms",
         )
     try:

@@ -30,7 +30,6 @@ from urllib.parse import urlsplit
 
 from lablink_core.aws_credentials import AwsCredentialStore
 from lablink_core.config import LablinkConfig
-from lablink_core.credentials import VMCredentials
 from lablink_core.errors import LablinkError
 from lablink_core.fleet.base import LogCallback
 from lablink_core.fleet.terraform import (
@@ -145,7 +144,7 @@ class AwsProvider:
         self,
         *,
         runner: TerraformRunner,
-        credentials: VMCredentials,
+        credentials_for: Callable[[Sequence[str]], Mapping[str, str]],
         config: LablinkConfig,
         allocator_url: str,
         deployment: str | None = None,
@@ -154,7 +153,8 @@ class AwsProvider:
         # Called before each operation, so keys saved on the dashboard apply without a restart.
         self._env_source = env_source
         self._runner = runner
-        self._credentials = credentials
+        # The VMs' current credentials by name, issuing those that have none.
+        self._credentials_for = credentials_for
         self.allocator_url = allocator_url.rstrip("/")
         self.deployment = deployment or deployment_name(config)
         self._config = config
@@ -206,8 +206,9 @@ class AwsProvider:
     def instances(self) -> set[str]:
         return state_instance_names(self.work_dir / STATE_FILE)
 
-    def close(self) -> None:
+    def close(self) -> list[str]:
         """Nothing to stop: EC2 instances outlive the server, by design."""
+        return []
 
     # Terraform -----------------------------------------------------------------------
 
@@ -218,7 +219,7 @@ class AwsProvider:
             **self._settings(),
             "allocator_url": self.allocator_url,
             "vm_names": ordered,
-            "vm_credentials": {name: self._credentials.issue(name) for name in ordered},
+            "vm_credentials": dict(self._credentials_for(ordered)),
         }
 
     def _apply(self, change: Change, verb: str, log: LogCallback) -> None:
@@ -285,9 +286,10 @@ def make_aws_provider(
         plugin_dir=mirror,
         parallelism=int(config.fleet.terraform_parallelism),
     )
+    enrolment = services.enrolment
     return AwsProvider(
         runner=runner,
-        credentials=services.credentials,
+        credentials_for=lambda names: {n: enrolment.enrol(n, provider="aws") for n in names},
         config=config,
         allocator_url=allocator_url,
         deployment=deployment,

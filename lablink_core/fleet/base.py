@@ -11,11 +11,11 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from lablink_core.errors import InvalidInput, LablinkError
 
-OPERATION_KINDS = ("launch", "scale", "remove", "destroy")
+OPERATION_KINDS = ("launch", "scale", "remove", "destroy", "heal")
 OPERATION_STATES = ("running", "succeeded", "failed")
 
 LogCallback = Callable[[str, int], None]
@@ -70,9 +70,27 @@ class FleetProvider(Protocol):
         """The hostnames the provider has right now."""
         ...
 
-    def close(self) -> None:
-        """Stop what this process owns (local: its VM processes); AWS VMs outlive it."""
+    def close(self) -> list[str]:
+        """Stop what this process owns (local: its VM processes, whose hostnames it
+        returns); AWS VMs outlive it."""
         ...
+
+
+@runtime_checkable
+class HealingProvider(Protocol):
+    """A provider that can also reboot and replace one VM (what the healer asks for). A
+    replacement keeps the VM's name and row, and leaves every other VM untouched."""
+
+    def reboot(self, hostname: str, log: LogCallback) -> None: ...
+
+    def replace(self, hostname: str, log: LogCallback) -> None: ...
+
+
+@runtime_checkable
+class ResumingProvider(Protocol):
+    """A provider whose VMs stop with the server (local processes) and start with it again."""
+
+    def resume(self, hostnames: Sequence[str], log: LogCallback) -> None: ...
 
 
 class FleetOperationFailed(LablinkError):

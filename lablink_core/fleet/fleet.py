@@ -12,22 +12,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
 
-from lablink_core.errors import InvalidInput, LablinkError, NotFound, OperationInProgress
+from lablink_core.errors import InvalidInput, LablinkError, OperationInProgress
 from lablink_core.fleet.base import (
     FleetOperationFailed,
     FleetOperationHandle,
     FleetProgress,
     FleetProvider,
-    LogCallback,
     ProgressCallback,
-    choose_removals,
+    ResumingProvider,
     is_assigned,
-    next_names,
 )
 from lablink_core.fleet.operations import (
     FleetTable,
@@ -36,20 +33,12 @@ from lablink_core.fleet.operations import (
     fleet_lock,
     lock_is_held,
 )
+from lablink_core.fleet.plans import FleetPlanner, Plan
 from lablink_core.validation import validate_hostname
 from lablink_core.vms import VMRegistry
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Plan:
-    """What an operation will do, decided under the lock before it is recorded."""
-
-    planned: int
-    summary: str
-    run: Callable[[LogCallback], None]
-    retired: list[str] = field(default_factory=list)
+STOPPED_MESSAGE = "the VM's process stopped with the server; it starts again with it"
 
 
 def _count(value: object, minimum: int, maximum: int) -> int:
@@ -85,6 +74,13 @@ class Fleet:
         self._registry = registry
         # VMRegistry keeps its table name private; the fleet's SQL needs the same table.
         self._table = FleetTable(engine, registry.table_name, name_prefix)
+        self._plans = FleetPlanner(
+            registry,
+            self._table,
+            provider,
+            name_prefix=name_prefix,
+            max_instances=max_instances,
+        )
         self._store = OperationStore(engine)
 
     # Operations -----------------------------------------------------------------------
@@ -92,14 +88,14 @@ class Fleet:
     def launch(self, count: int, *, on_progress: ProgressCallback | None = None) -> FleetProgress:
         """Add ``count`` new VMs (rows "booting" before the provider creates them)."""
         count = _count(count, 1, self.max_instances)
-        return self._run("launch", None, lambda: self._plan_launch(count), on_progress)
+        return self._run("launch", None, lambda: self._plans.launch(count), on_progress)
 
     def scale_to(
         self, count: int, *, force: bool = False, on_progress: ProgressCallback | None = None
     ) -> FleetProgress:
         """Grow with new names, or shrink by removing VMs :func:`choose_removals` picks."""
         count = _count(count, 0, self.max_instances)
-        return self._run("scale", count, lambda: self._plan_scale(count, force), on_progress)
+        return self._run("scale", count, lambda: self._plans.scale(count, force), on_progress)
 
     def remove(
         self,
@@ -112,14 +108,20 @@ class Fleet:
         names = list(dict.fromkeys(validate_hostname(h) for h in hostnames))
         if not names:
             raise InvalidInput("name at least one VM to remove", field="hostnames")
-        return self._run("remove", None, lambda: self._plan_remove(names, force), on_progress)
+        return self._run("remove", None, lambda: self._plans.remove(names, force), on_progress)
 
     def destroy_all(
-        self, *, force: bool = False, on_progress: ProgressCallback | None = None
+        self,
+        *,
+        force: bool = False,
+        on_progress: ProgressCallback | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
     ) -> FleetProgress:
         """Every VM of the provider and its shared resources; refused while VMs are
-        assigned unless ``force``."""
-        return self._run("destroy", 0, lambda: self._plan_destroy(force), on_progress)
+        assigned unless ``force``. ``reason`` and ``actor`` are recorded with it."""
+        plan = lambda: self._plans.destroy(force)  # noqa: E731
+        return self._run("destroy", 0, plan, on_progress, reason=reason, actor=actor)
 
     def start(
         self, operation: Callable[..., FleetProgress], *args: Any, **kwargs: Any
@@ -165,7 +167,7 @@ class Fleet:
 
     def vms(self) -> list[dict[str, Any]]:
         """The VM rows this fleet manages."""
-        return [vm for vm in self._registry.list() if vm["provider"] == self.provider.name]
+        return self._plans.vms()
 
     def reconcile(self) -> bool:
         """Make the VM table agree with the provider now. False if an operation is running."""
@@ -177,13 +179,47 @@ class Fleet:
             return False
         return True
 
+    def heal(
+        self,
+        hostname: str,
+        action: str,
+        *,
+        reason: str,
+        actor: str = "healer",
+        on_progress: ProgressCallback | None = None,
+    ) -> FleetProgress:
+        """Reboot or replace one VM, recorded as a "heal" operation with its reason."""
+        name = validate_hostname(hostname)
+        plan = lambda: self._plans.heal(name, action, reason)  # noqa: E731
+        return self._run("heal", None, plan, on_progress, reason=reason, actor=actor)
+
+    def present(self) -> set[str] | None:
+        """The VMs whose machine exists, where the provider can tell cheaply (local
+        processes); None otherwise (asking Terraform's state each pass costs too much)."""
+        if isinstance(self.provider, ResumingProvider):
+            return self.provider.instances()
+        return None
+
+    def resume(self) -> list[str]:
+        """At start: VMs whose processes stopped with the last server start again (local
+        provider), keeping their rows and assignments. Returns the hostnames resumed."""
+        provider = self.provider
+        if not isinstance(provider, ResumingProvider):
+            return []
+        with fleet_lock(self._engine):
+            missing = sorted({vm["hostname"] for vm in self.vms()} - provider.instances())
+            self._table.mark_stopped(missing, STOPPED_MESSAGE)
+            provider.resume(missing, lambda line, done: log.info("%s", line))
+            return missing
+
     def close(self) -> None:
-        """Stop what this process owns (local VM processes) and forget their rows."""
-        self.provider.close()
+        """Stop what this process owns (local VM processes). Their rows stay, marked as
+        stopped, for :meth:`resume` at the next start."""
+        stopped = self.provider.close()
         try:
-            self.reconcile()
+            self._table.mark_stopped(stopped, STOPPED_MESSAGE)
         except Exception:
-            log.exception("could not reconcile the VM table after stopping the provider")
+            log.exception("could not mark the stopped local VMs in the VM table")
 
     # Running an operation ------------------------------------------------------------
 
@@ -191,15 +227,23 @@ class Fleet:
         self,
         kind: str,
         target: int | None,
-        make_plan: Callable[[], _Plan],
+        make_plan: Callable[[], Plan],
         on_progress: ProgressCallback | None,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
     ) -> FleetProgress:
         with fleet_lock(self._engine):
             self._store.fail_interrupted()
             plan = make_plan()
             planned = plan.planned
             operation_id = self._store.begin(
-                kind, self.provider.name, target=target, planned=planned
+                kind,
+                self.provider.name,
+                target=target,
+                planned=planned,
+                reason=reason,
+                actor=actor,
             )
             first = FleetProgress(operation_id, kind, "running", planned, 0, plan.summary)
             recorder = ProgressRecorder(self._store, first, on_progress)
@@ -212,7 +256,7 @@ class Fleet:
             return recorder.finish("succeeded")
 
     def _failed(
-        self, recorder: ProgressRecorder, plan: _Plan, error: Exception
+        self, recorder: ProgressRecorder, plan: Plan, error: Exception
     ) -> FleetOperationFailed:
         reason = _reason(error)
         log.warning("fleet operation #%s failed: %s", recorder.progress.operation_id, reason)
@@ -232,83 +276,3 @@ class Fleet:
         self._registry.remove(gone)
         known = {vm["hostname"] for vm in rows}
         self._registry.add_booting(sorted(have - known), provider=self.provider.name)
-
-    # Plans: decided under the lock; they raise InvalidInput before anything is recorded. --
-
-    def _plan_launch(self, count: int, target: int | None = None) -> _Plan:
-        existing = len(self.vms())
-        if existing + count > self.max_instances:
-            raise InvalidInput(
-                f"The fleet has {existing} VMs; {count} more would pass the limit of "
-                f"{self.max_instances} (fleet.max_instances).",
-                field="count",
-            )
-        names = next_names(self._table.used_names(), self.name_prefix, count)
-
-        def run(log: LogCallback) -> None:
-            self._registry.add_booting(names, provider=self.provider.name)
-            self.provider.create(names, log)
-
-        summary = f"launching {count} VM{'s' if count != 1 else ''}: {names[0]} to {names[-1]}"
-        if target is not None:
-            summary = f"scaling from {existing} to {target}: " + summary
-        return _Plan(count, summary, run)
-
-    def _plan_scale(self, count: int, force: bool) -> _Plan:
-        vms = self.vms()
-        if count > len(vms):
-            return self._plan_launch(count - len(vms), target=count)
-        victims = choose_removals(vms, len(vms) - count, force=force)
-        summary = f"scaling from {len(vms)} to {count}"
-        return self._plan_removal(victims, summary)
-
-    def _plan_remove(self, names: list[str], force: bool) -> _Plan:
-        vms = {vm["hostname"]: vm for vm in self.vms()}
-        unknown = [name for name in names if name not in vms]
-        if unknown:
-            raise NotFound(
-                f"Not VMs of the {self.provider.name} fleet: {', '.join(unknown)}",
-                field="hostnames",
-            )
-        held = [name for name in names if is_assigned(vms[name])]
-        if held and not force:
-            raise InvalidInput(
-                f"{', '.join(held)} {'is' if len(held) == 1 else 'are'} assigned to a "
-                "researcher; use force to remove assigned VMs.",
-                field="hostnames",
-            )
-        return self._plan_removal(names, f"removing {', '.join(names)}")
-
-    def _plan_removal(self, victims: list[str], summary: str) -> _Plan:
-        plan = _Plan(len(victims), summary, lambda log: None)
-
-        def run(log: LogCallback) -> None:
-            plan.retired = self._table.retire(victims)
-            if victims:
-                self.provider.delete(victims, log)
-            self._registry.remove(victims)
-            log(f"removed {len(victims)} VM{'s' if len(victims) != 1 else ''}", len(victims))
-
-        plan.run = run
-        return plan
-
-    def _plan_destroy(self, force: bool) -> _Plan:
-        vms = self.vms()
-        held = [vm["hostname"] for vm in vms if is_assigned(vm)]
-        if held and not force:
-            raise InvalidInput(
-                f"{len(held)} of {len(vms)} VMs are assigned to researchers "
-                f"({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}); "
-                "use force to destroy them too."
-            )
-        names = [vm["hostname"] for vm in vms]
-        plan = _Plan(len(names), f"destroying all {len(names)} VMs", lambda log: None)
-
-        def run(log: LogCallback) -> None:
-            plan.retired = self._table.retire(names)
-            self.provider.delete_all(log)
-            self._registry.remove(names)
-            log("destroyed every VM and the shared resources", len(names))
-
-        plan.run = run
-        return plan

@@ -5,6 +5,12 @@ CRD commands they would run. Every process is recorded in ``lablink_local_proces
 the server process that owns it, so a server that crashed leaves nothing running for long:
 the next one stops its predecessor's processes (after checking, through /proc, that the pid
 still belongs to that VM, since pids are recycled).
+
+A server that stops stops its VM processes but keeps their rows; the next start resumes them
+(:meth:`LocalProvider.resume`), each with a fresh credential and its assignment intact, so a
+researcher's machine comes back with the server. A VM whose process is gone is never taken
+for alive: it is not heard from, so it is not assignable, and an assigned one shows as
+"assigned" (not "connected") until its new process reports.
 """
 
 from __future__ import annotations
@@ -17,12 +23,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from lablink_core.credentials import VMCredentials
 from lablink_core.fleet.base import LogCallback
 from lablink_core.validation import validate_hostname
 
@@ -68,7 +73,7 @@ class LocalProvider:
         self,
         engine: Engine,
         allocator_url: str,
-        credentials: VMCredentials,
+        issue_credential: Callable[[str], str],
         *,
         record_dir: Path,
         python: str = sys.executable,
@@ -79,7 +84,9 @@ class LocalProvider:
         self.python = python
         self.stop_timeout = stop_timeout
         self._engine = engine
-        self._credentials = credentials
+        # Called for every process started: a fresh credential each time, so a stopped
+        # process's credential (left in /proc or a core file) is dead for its successor.
+        self._issue_credential = issue_credential
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -110,11 +117,33 @@ class LocalProvider:
     def instances(self) -> set[str]:
         return {name for name, pid in self._rows("true") if self._alive(name, pid)}
 
-    def close(self) -> None:
-        """Stop every VM process this server process owns."""
+    def close(self) -> list[str]:
+        """Stop every VM process this server process owns, and those whose owner is gone
+        (started by `lablink fleet` from a shell, say); returns their hostnames. Their rows
+        stay: the next server start resumes them."""
         with self._lock:
             self._closed = True
-        self._stop(self._rows("owner_pid = :me", me=os.getpid()), None)
+        mine = self._rows("owner_pid = :me", me=os.getpid())
+        self._stop(mine, None)
+        return sorted({name for name, _ in mine} | set(self.reap_orphans()))
+
+    def resume(self, hostnames: Sequence[str], log: LogCallback) -> None:
+        """Start again the VMs among these whose process is not running."""
+        running = self.instances()
+        missing = [h for h in hostnames if h not in running]
+        for done, hostname in enumerate(missing, start=1):
+            process = self._spawn(hostname)
+            log(f"resumed {hostname} (pid {process.pid})", done)
+
+    def reboot(self, hostname: str, log: LogCallback) -> None:
+        """Stop the VM's process (if it still runs) and start a new one."""
+        self._stop(self._rows("hostname = :h", h=hostname), None)
+        process = self._spawn(hostname)
+        log(f"restarted {hostname} (pid {process.pid})", 1)
+
+    def replace(self, hostname: str, log: LogCallback) -> None:
+        """A local VM has nothing to replace but its process: the same as a reboot."""
+        self.reboot(hostname, log)
 
     def reap_orphans(self) -> list[str]:
         """Stop the processes of owners that are gone; returns their hostnames."""
@@ -137,8 +166,10 @@ class LocalProvider:
         argv = [self.python, "-m", CLIENT_MODULE, "--allocator-url", self.allocator_url]
         argv += ["--hostname", name, "--dry-run", "--record", str(self.record_path(name))]
         env = {key: os.environ[key] for key in _PASSED_ENV if key in os.environ}
+        # Each process gets a fresh credential: the one its predecessor saved is dead.
+        self.record_path(name).with_name(f"{name}.jsonl.credential").unlink(missing_ok=True)
         # The credential goes in the environment: argv is readable by every local user.
-        env.update(LABLINK_VM_CREDENTIAL=self._credentials.issue(name), PYTHONUNBUFFERED="1")
+        env.update(LABLINK_VM_CREDENTIAL=self._issue_credential(name), PYTHONUNBUFFERED="1")
         with self._lock:
             if self._closed:
                 raise RuntimeError("the local provider is closed; it starts no more VMs")

@@ -30,8 +30,8 @@ TRIMMED_MARK = "[earlier lines trimmed]\n"
 INTERRUPTED = "interrupted: the server process running it stopped before it finished"
 
 _SELECT = (
-    "SELECT id, kind, provider, state, target, planned, done, log, error, started_at, ended_at "
-    "FROM lablink_fleet_operations "
+    "SELECT id, kind, provider, state, target, planned, done, log, error, started_at, ended_at, "
+    "reason, actor FROM lablink_fleet_operations "
 )
 
 
@@ -95,14 +95,31 @@ class OperationStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def begin(self, kind: str, provider: str, *, target: int | None, planned: int) -> int:
+    def begin(
+        self,
+        kind: str,
+        provider: str,
+        *,
+        target: int | None,
+        planned: int,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> int:
         with self._engine.begin() as connection:
             value = connection.execute(
                 text(
-                    "INSERT INTO lablink_fleet_operations (kind, provider, target, planned) "
-                    "VALUES (:kind, :provider, :target, :planned) RETURNING id"
+                    "INSERT INTO lablink_fleet_operations "
+                    "(kind, provider, target, planned, reason, actor) "
+                    "VALUES (:kind, :provider, :target, :planned, :reason, :actor) RETURNING id"
                 ),
-                {"kind": kind, "provider": provider, "target": target, "planned": planned},
+                {
+                    "kind": kind,
+                    "provider": provider,
+                    "target": target,
+                    "planned": planned,
+                    "reason": reason,
+                    "actor": actor,
+                },
             ).scalar_one()
         return int(value)
 
@@ -295,6 +312,36 @@ class FleetTable:
         )
         with self._engine.begin() as connection:
             return list(connection.execute(statement, {"names": list(names)}).scalars())
+
+    def mark_healing(self, hostname: str, action: str, reason: str) -> None:
+        """A heal action starts: the VM is out of the pool until it is back (its next poll
+        or "ready" report clears ``healing``). A recycled VM's replacement is a new start,
+        not a repair, so it does not count as one."""
+        statement = text(
+            f"UPDATE {self._table} SET waiting = false, healing_since = now(), "  # noqa: S608
+            "healing = :healing, status_reason = :reason, "
+            "heal_attempts = CASE WHEN status = 'recycling' THEN 0 ELSE heal_attempts + 1 END, "
+            "status = CASE WHEN status = 'recycling' THEN 'booting' ELSE status END "
+            "WHERE hostname = :hostname"
+        )
+        healing = "rebooting" if action == "reboot" else "replacing"
+        with self._engine.begin() as connection:
+            connection.execute(
+                statement, {"hostname": hostname, "healing": healing, "reason": reason}
+            )
+
+    def mark_stopped(self, names: Sequence[str], message: str) -> None:
+        """VMs whose process is gone: not waiting, assigned ones no longer "connected"."""
+        if not names:
+            return
+        statement = text(
+            f"UPDATE {self._table} SET waiting = false, status_message = :message, "  # noqa: S608
+            "status = CASE WHEN status = 'connected' THEN 'assigned' "
+            "WHEN status = 'available' THEN 'booting' ELSE status END "
+            "WHERE hostname = ANY(:names)"
+        )
+        with self._engine.begin() as connection:
+            connection.execute(statement, {"names": list(names), "message": message})
 
     def unretire(self, names: Sequence[str]) -> None:
         """After a failure: VMs still there go back to 'booting' (their next poll makes them

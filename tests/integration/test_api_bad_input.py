@@ -113,11 +113,19 @@ CASES: dict[str, Bad] = {
     "status other vm": Bad(
         "/api/vm/status", 401, json={"hostname": "vm-a", "status": "ready"}, credential_for="vm-b"
     ),
-    "status unregistered": Bad(
+    "status never issued": Bad(
         "/api/vm/status",
-        404,
+        401,
         json={"hostname": "vm-zzz", "status": "ready"},
-        credential_for="vm-zzz",
+        credential_for=None,
+        headers={"Authorization": "Bearer lvm2.never-issued-by-this-server"},
+    ),
+    "startup never issued": Bad(
+        "/vm_startup",
+        401,
+        json={"hostname": "vm-zzz", "generation": 0},
+        credential_for=None,
+        headers={"Authorization": "Bearer lvm2.never-issued-by-this-server"},
     ),
     "admin list anonymous": Bad("/api/vms", 401, json={}),
     "admin release anonymous": Bad("/api/vms/vm-a/release", 401, json={}),

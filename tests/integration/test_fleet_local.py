@@ -21,6 +21,7 @@ from sqlalchemy import Engine, text
 
 from lablink_core.credentials import SecretStore, VMCredentials
 from lablink_core.db import make_engine
+from lablink_core.enrolment import VMEnrolment
 from lablink_core.errors import InvalidInput, OperationInProgress
 from lablink_core.fleet import (
     Fleet,
@@ -50,14 +51,15 @@ class FleetSetup:
 
     engine: Engine
     registry: VMRegistry
-    credentials: VMCredentials
+    enrolment: VMEnrolment
     api: RunningServer
     record_dir: Path
 
     def local_provider(self) -> LocalProvider:
-        return LocalProvider(
-            self.engine, self.api.url, self.credentials, record_dir=self.record_dir
-        )
+        def issue(name: str) -> str:
+            return self.enrolment.enrol(name, provider="local", fresh=True)
+
+        return LocalProvider(self.engine, self.api.url, issue, record_dir=self.record_dir)
 
     def fleet(self, provider: FleetProvider) -> Fleet:
         return Fleet(self.engine, self.registry, provider, name_prefix="lablink-vm")
@@ -76,8 +78,8 @@ def setup(api: RunningServer, tmp_path: Path) -> Iterator[FleetSetup]:
     engine = make_engine(api.database_url, pool_size=5)
     with engine.begin() as connection:
         connection.execute(text("TRUNCATE lablink_fleet_operations, lablink_local_processes"))
-    credentials = VMCredentials.from_store(SecretStore(engine))
-    yield FleetSetup(engine, VMRegistry(engine, "vms"), credentials, api, tmp_path / "vms")
+    enrolment = VMEnrolment(engine, "vms", VMCredentials.from_store(SecretStore(engine)))
+    yield FleetSetup(engine, VMRegistry(engine, "vms"), enrolment, api, tmp_path / "vms")
     engine.dispose()
 
 
@@ -333,7 +335,7 @@ def test_server_stops_its_local_vms_at_shutdown(
         setup = FleetSetup(
             engine,
             VMRegistry(engine, "vms"),
-            VMCredentials.from_store(SecretStore(engine)),
+            VMEnrolment(engine, "vms", VMCredentials.from_store(SecretStore(engine))),
             server,
             tmp_path / "vms",
         )
@@ -352,7 +354,8 @@ def test_server_stops_its_local_vms_at_shutdown(
         assert server.stop() == 0
         print(f"server stopped with its 2 local VMs in {time.monotonic() - began:.2f}s")
         assert all_gone(list(pids.values())), "the server left VM processes running"
-        assert setup.pids() == {} and setup.rows() == {}
+        # Their rows stay, marked stopped, for the next start to resume them.
+        assert setup.pids() == {} and setup.rows() == dict.fromkeys(pids, "booting")
     finally:
         engine.dispose()
         if server.process is not None and server.process.poll() is None:

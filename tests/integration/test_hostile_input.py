@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 
 from lablink_core.crd import parse_crd_command
+from lablink_core.credentials import SecretStore, VMCredentials
+from lablink_core.enrolment import VMEnrolment
 from lablink_core.errors import InvalidInput
 from lablink_core.validation import normalize_email
 from lablink_core.vms import VMRegistry
 from tests.fixtures.server import RunningServer
 from tests.integration.test_allocation import CRD
+from tests.support.vms import bring_online
 
 METACHARACTERS = [";", "&&", "||", "|", "&", "`", "$(", "${", ">", "<", "\n", "\\", "'", '"', "$"]
 CODE_ALPHABET = string.ascii_letters + string.digits + "/_-.~"
@@ -60,7 +63,8 @@ def test_no_body_causes_a_500_or_stores_unvalidated_values(
     try:
         with engine.begin() as connection:
             connection.execute(text("TRUNCATE vms, vms_events"))
-        VMRegistry(engine, "vms").register("vm-prop")
+        credentials = VMCredentials.from_store(SecretStore(engine))
+        bring_online(VMEnrolment(engine, "vms", credentials), VMRegistry(engine, "vms"), "vm-prop")
         send = {"data": body} if as_form else {"json": body}
         reply = httpx.post(
             f"{api.url}/request_vm", timeout=30, headers={"Accept": "application/json"}, **send

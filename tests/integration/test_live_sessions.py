@@ -21,10 +21,13 @@ from dashboard.admin import pages as admin
 from dashboard.live import LiveVMTable, close_live_table, live_table
 from lablink_core.allocation import Allocator
 from lablink_core.config import LablinkConfig
+from lablink_core.credentials import SecretStore, VMCredentials
+from lablink_core.enrolment import VMEnrolment
 from lablink_core.listener import NotificationListener
 from lablink_core.localdb import free_port
 from lablink_core.vms import VMRegistry
 from tests.integration.test_allocation import CRD
+from tests.support.vms import bring_online
 from tests.support.waiting import wait_until
 
 PAGES = {
@@ -39,10 +42,12 @@ def make_runtime(engine: Engine, database_url: str, data_dir: Path) -> SimpleNam
     """What the admin pages need from a Runtime, on the test's database, without a fleet."""
     config = LablinkConfig()
     config.app.data_dir = str(data_dir)
+    credentials = VMCredentials.from_store(SecretStore(engine))
     services = SimpleNamespace(
         engine=engine,
         registry=VMRegistry(engine, config.db.table_name),
-        allocator=Allocator(engine, config.db.table_name),
+        allocator=Allocator(engine, config.db.table_name, credentials=credentials),
+        enrolment=VMEnrolment(engine, config.db.table_name, credentials),
     )
     listener = NotificationListener(database_url, config.db.message_channel)
     return SimpleNamespace(config=config, services=services, listener=listener, fleet=None)
@@ -132,7 +137,7 @@ def test_fifty_admin_sessions_leave_no_watchers_behind(served: Any) -> None:
     assert table.subscriber_count == 35
 
     # While they are open, a change reaches the shared snapshot through NOTIFY.
-    runtime.services.registry.register("vm-live-1")
+    bring_online(runtime.services.enrolment, runtime.services.registry, "vm-live-1")
     wait_until(lambda: "vm-live-1" in table.snapshot.index, message="the new VM in the snapshot")
 
     started = time.monotonic()
@@ -151,7 +156,7 @@ def test_fifty_admin_sessions_leave_no_watchers_behind(served: Any) -> None:
 
 def test_an_assignment_reaches_the_snapshot_within_a_second_or_two(served: Any) -> None:
     runtime, table = served.runtime, served.table
-    runtime.services.registry.register("vm-a")
+    bring_online(runtime.services.enrolment, runtime.services.registry, "vm-a")
     sessions = open_sessions(served.url, ["/admin/instances"] * 3)
     wait_until(lambda: "vm-a" in table.snapshot.index, message="vm-a listed")
     reads = table.reads

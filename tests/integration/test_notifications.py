@@ -12,24 +12,31 @@ from sqlalchemy import Engine, text
 
 from lablink_core.allocation import Allocator
 from lablink_core.config import DatabaseConfig
+from lablink_core.credentials import SecretStore, VMCredentials, token_hash
 from lablink_core.db import ensure_database, make_engine, upgrade
+from lablink_core.enrolment import VMEnrolment
 from lablink_core.listener import NotificationListener, _connect, libpq_dsn
 from lablink_core.localdb import LocalPostgres
 from lablink_core.vms import VMRegistry, VMTask
 from lablink_core.waiters import AssignmentWaiters
 from tests.integration.test_allocation import crd
+from tests.support.vms import bring_online, poll
 from tests.support.waiting import async_wait_until, run_async, wait_until
 
 
 def test_trigger_payload_is_small_and_skips_heartbeats(
-    database_url: str, engine: Engine, registry: VMRegistry, allocator: Allocator
+    database_url: str,
+    engine: Engine,
+    registry: VMRegistry,
+    enrolment: VMEnrolment,
+    allocator: Allocator,
 ) -> None:
     listen = psycopg2.connect(libpq_dsn(database_url))
     listen.autocommit = True
     listen.cursor().execute("LISTEN vm_updates")
-    registry.register("vm-a")
+    credential = bring_online(enrolment, registry, "vm-a")  # created booting, then available
     seat = allocator.request_vm("ada@example.org", crd())
-    registry.register("vm-a")  # a poll is only a heartbeat: no notification
+    poll(registry, "vm-a", credential)  # a poll is only a heartbeat: no notification
     with engine.begin() as connection:  # delivered after all of the above
         connection.execute(text("SELECT pg_notify('vm_updates', 'sentinel')"))
 
@@ -42,22 +49,29 @@ def test_trigger_payload_is_small_and_skips_heartbeats(
     listen.close()
     assert payloads == [
         {"hostname": "vm-a", "what": "created", "generation": 0},
+        {"hostname": "vm-a", "what": "status", "generation": 0},
         {"hostname": "vm-a", "what": "assigned", "generation": seat.generation},
     ]
 
 
 async def _wait_for(
-    waiters: AssignmentWaiters, registry: VMRegistry, hostname: str
+    waiters: AssignmentWaiters, registry: VMRegistry, enrolment: VMEnrolment, hostname: str
 ) -> VMTask | None:
+    credential = await asyncio.to_thread(enrolment.enrol, hostname)
     async with waiters.waiting(hostname, after_generation=0) as waiter:
-        current = await asyncio.to_thread(registry.register, hostname)
+        current = await asyncio.to_thread(registry.register, hostname, token_hash(credential))
+        assert current is not None
         if current.generation > 0:
             return current
         return await waiter.wait(timeout=30)
 
 
 def test_two_hundred_waiters_each_woken_exactly_once(
-    database_url: str, registry: VMRegistry, allocator: Allocator, db_config: DatabaseConfig
+    database_url: str,
+    registry: VMRegistry,
+    enrolment: VMEnrolment,
+    allocator: Allocator,
+    db_config: DatabaseConfig,
 ) -> None:
     names = [f"vm-{i:03d}" for i in range(200)]
 
@@ -65,7 +79,7 @@ def test_two_hundred_waiters_each_woken_exactly_once(
         listener = NotificationListener(database_url, db_config.message_channel)
         await listener.start()
         waiters = AssignmentWaiters(listener, registry.tasks)
-        pending = [asyncio.create_task(_wait_for(waiters, registry, n)) for n in names]
+        pending = [asyncio.create_task(_wait_for(waiters, registry, enrolment, n)) for n in names]
         await async_wait_until(lambda: waiters.count == 200, message="200 waiters")
         await asyncio.to_thread(
             lambda: [allocator.request_vm(f"u{i}@example.org", crd()) for i in range(200)]
@@ -84,16 +98,22 @@ def test_two_hundred_waiters_each_woken_exactly_once(
 
 
 def test_waiter_whose_vm_was_already_assigned_returns_at_once(
-    database_url: str, registry: VMRegistry, allocator: Allocator, db_config: DatabaseConfig
+    database_url: str,
+    registry: VMRegistry,
+    enrolment: VMEnrolment,
+    allocator: Allocator,
+    db_config: DatabaseConfig,
 ) -> None:
-    registry.register("vm-early")
+    bring_online(enrolment, registry, "vm-early")
     seat = allocator.request_vm("ada@example.org", crd())
 
     async def scenario() -> VMTask | None:
         listener = NotificationListener(database_url, db_config.message_channel)
         await listener.start()
         waiters = AssignmentWaiters(listener, registry.tasks)
-        result = await asyncio.wait_for(_wait_for(waiters, registry, "vm-early"), timeout=5)
+        result = await asyncio.wait_for(
+            _wait_for(waiters, registry, enrolment, "vm-early"), timeout=5
+        )
         await listener.stop()
         return result
 
@@ -102,13 +122,13 @@ def test_waiter_whose_vm_was_already_assigned_returns_at_once(
 
 
 def test_waiter_is_removed_when_its_request_goes_away(
-    database_url: str, registry: VMRegistry, db_config: DatabaseConfig
+    database_url: str, registry: VMRegistry, enrolment: VMEnrolment, db_config: DatabaseConfig
 ) -> None:
     async def scenario() -> int:
         listener = NotificationListener(database_url, db_config.message_channel)
         await listener.start()
         waiters = AssignmentWaiters(listener, registry.tasks)
-        task = asyncio.create_task(_wait_for(waiters, registry, "vm-gone"))
+        task = asyncio.create_task(_wait_for(waiters, registry, enrolment, "vm-gone"))
         await async_wait_until(lambda: waiters.count == 1, message="one waiter")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -137,14 +157,17 @@ def test_listener_survives_a_server_restart_and_delivers_what_it_missed(
     ensure_database(url)
     engine: Engine = make_engine(url, pool_size=2)
     upgrade(engine, db_config)
-    registry, allocator = VMRegistry(engine, "vms"), Allocator(engine, "vms")
+    credentials = VMCredentials.from_store(SecretStore(engine))
+    registry = VMRegistry(engine, "vms")
+    allocator = Allocator(engine, "vms", credentials=credentials)
+    enrolment = VMEnrolment(engine, "vms", credentials)
     gate = threading.Event()
 
     async def scenario() -> tuple[VMTask | None, float, int]:
         listener = NotificationListener(url, "vm_updates", connect=_gated_connect(gate))  # type: ignore[arg-type]
         await listener.start()
         waiters = AssignmentWaiters(listener, registry.tasks)
-        waiting = asyncio.create_task(_wait_for(waiters, registry, "vm-r"))
+        waiting = asyncio.create_task(_wait_for(waiters, registry, enrolment, "vm-r"))
         await async_wait_until(lambda: waiters.count == 1, message="the waiter")
         await asyncio.to_thread(private_postgres.stop)
         await async_wait_until(lambda: not listener.connected, timeout=10, message="loss noticed")

@@ -8,25 +8,29 @@ from sqlalchemy import Engine, text
 
 from lablink_core import stats
 from lablink_core.allocation import Allocator
+from lablink_core.enrolment import VMEnrolment
 from lablink_core.vms import VMRegistry
 from tests.integration.test_allocation import CRD, crd
+from tests.support.vms import bring_online
 
 TABLE = "vms"
 
 
-def test_status_counts(engine: Engine, registry: VMRegistry, allocator: Allocator) -> None:
+def test_status_counts(
+    engine: Engine, registry: VMRegistry, enrolment: VMEnrolment, allocator: Allocator
+) -> None:
     for name in ("vm-1", "vm-2", "vm-3"):
-        registry.register(name)
+        bring_online(enrolment, registry, name)
     registry.add_booting(["vm-4"], provider="local")
     allocator.request_vm("ada@example.org", CRD)
     assert stats.status_counts(engine, TABLE) == {"assigned": 1, "available": 2, "booting": 1}
 
 
 def test_assignments_per_minute_skips_renewals(
-    engine: Engine, registry: VMRegistry, allocator: Allocator
+    engine: Engine, registry: VMRegistry, enrolment: VMEnrolment, allocator: Allocator
 ) -> None:
     for name in ("vm-1", "vm-2"):
-        registry.register(name)
+        bring_online(enrolment, registry, name)
     first = allocator.request_vm("ada@example.org", CRD)
     allocator.request_vm("ada@example.org", crd("4/renewed"), first.seat_token)  # a renewal
     allocator.request_vm("grace@example.org", CRD)
@@ -45,9 +49,9 @@ def test_assignments_per_minute_skips_renewals(
 
 
 def test_startup_seconds_counts_only_fleet_launched_vms(
-    engine: Engine, registry: VMRegistry
+    engine: Engine, registry: VMRegistry, enrolment: VMEnrolment
 ) -> None:
-    registry.register("vm-manual")
+    bring_online(enrolment, registry, "vm-manual")
     registry.add_booting(["vm-fleet"], provider="local")
     with engine.begin() as connection:  # launched 42 s ago
         connection.execute(
@@ -55,6 +59,6 @@ def test_startup_seconds_counts_only_fleet_launched_vms(
             {"h": "vm-fleet"},
         )
     assert stats.startup_seconds(engine, TABLE) == []  # still booting
-    registry.register("vm-fleet")
+    bring_online(enrolment, registry, "vm-fleet", provider="local")
     (seconds,) = stats.startup_seconds(engine, TABLE)
     assert 41.0 <= seconds <= 60.0
