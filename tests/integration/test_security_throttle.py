@@ -50,7 +50,10 @@ def guess_basic(client: httpx.Client, address: str, password: str) -> httpx.Resp
 def register_vm(server: RunningServer, hostname: str) -> dict[str, str]:
     headers = {"Authorization": f"Bearer {server.credential(hostname)}"}
     startup = httpx.post(
-        f"{server.url}/vm_startup", json={"hostname": hostname}, headers=headers, timeout=30
+        f"{server.url}/vm_startup",
+        json={"hostname": hostname, "generation": 0},
+        headers=headers,
+        timeout=30,
     )
     assert startup.status_code == 204  # registered, nothing to run within the wait
     return headers
