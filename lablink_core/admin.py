@@ -133,7 +133,9 @@ class AdminAccount:
         if wait is not None:
             return LoginOutcome(False, wait)
         if self.check_password(user, password):
-            self.throttle.succeeded(keys)
+            # Only the address's count: a script logging in often must not keep wiping what
+            # guessers from many addresses have run up against the user name.
+            self.throttle.succeeded([key for key in keys if key.startswith("addr:")])
             return LoginOutcome(True, checked=True)
         return LoginOutcome(False, self.throttle.failed(keys), checked=True)
 
