@@ -6,11 +6,12 @@ ticket and a place. The ticket is also the seat token of the VM it brings (see
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 
 from dashboard.api.base import ApiHandler
 from lablink_core.allocation import Assignment
-from lablink_core.errors import InvalidInput, LablinkError, NoVMAvailable
+from lablink_core.errors import InvalidInput, LablinkError, NotFound, NoVMAvailable
 from lablink_core.validation import normalize_email
 from lablink_core.waitlist import Ticket
 
@@ -118,3 +119,20 @@ class ReleaseVMHandler(ApiHandler):
         hostname = await self.run_sync(self.runtime.services.allocator.release, email, token)
         self.clear_cookie(SEAT_COOKIE, path="/")
         self.write_json({"released": hostname})
+
+
+class ExtendVMHandler(ApiHandler):
+    """POST /extend_vm: one more stretch of the session (email + seat token), while the
+    researcher has extensions left; answers when the session now ends and why."""
+
+    async def post(self) -> None:
+        fields = self.body_fields()
+        email = _text_field(fields, "email")
+        token = _text_field(fields, "seat_token", required=False) or self.get_cookie(SEAT_COOKIE)
+        services = self.runtime.services
+        hostname = await self.run_sync(services.allocator.seat, email, token or "")
+        if hostname is None:
+            raise NotFound("This email and seat token hold no VM.", field="seat_token")
+        now = dt.datetime.now(dt.UTC)
+        plan = await self.run_sync(services.sessions.extend, hostname, now)
+        self.write_json({"hostname": hostname, "ends": plan.as_json() if plan else None})
