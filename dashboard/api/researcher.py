@@ -37,12 +37,24 @@ def _text_field(fields: dict[str, object], name: str, *, required: bool = True) 
 class RequestVMHandler(ApiHandler):
     """Assign a VM (or renew the CRD command of the one this seat holds)."""
 
+    def signed_in_email(self) -> str | None:
+        """The researcher's verified email, in the 'signin' access mode (OpenID Connect)."""
+        return None
+
     async def post(self) -> None:
         fields = self.body_fields()
-        email = normalize_email(_text_field(fields, "email"))
-        command = _text_field(fields, "crd_command")
-        token = _text_field(fields, "seat_token", required=False) or self.get_cookie(SEAT_COOKIE)
         services = self.runtime.services
+        token = _text_field(fields, "seat_token", required=False) or self.get_cookie(SEAT_COOKIE)
+        command = _text_field(fields, "crd_command")
+        given = _text_field(fields, "email", required=not self.signed_in_email())
+        if token:  # a renewal is proven by the seat token; a new request by the access rule
+            email = normalize_email(given)
+        else:
+            email = await self.run_sync(
+                lambda: services.access.admit(
+                    given, event_code=fields.get("event_code"), signed_in=self.signed_in_email()
+                )
+            )
         wait = _wants_to_wait(fields.get("wait")) or _wants_to_wait(
             self.get_query_argument("wait", "")
         )
