@@ -29,6 +29,7 @@ ADMIN_PAGES: dict[str, tuple[str, PageBuilder]] = {
     "/admin": ("Overview", admin.overview_page),
     "/admin/instances": ("Instances", admin.instances_page),
     "/admin/create": ("Create instances", admin.create_page),
+    "/admin/access": ("Access and schedules", admin.access_page),
     "/admin/set-aws-credentials": ("AWS credentials", admin.credentials_page),
 }
 TITLES = {"/": "LabLink", **{url: f"LabLink: {title}" for url, (title, _) in ADMIN_PAGES.items()}}
@@ -45,9 +46,11 @@ def researcher_page(runtime: Runtime) -> Any:
         services.waitlist if runtime.config.waitlist.enabled else None,
         services.sessions,
         services.actions,
+        services.access,
         runtime.config.session.warning_minutes,
     )
     view = RequestView(state=RequestState(researcher, runtime.executor))
+    view.show_event_code(services.access.rule().mode == "code")
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         view.attach(public, pn.state.cookies.get(SEAT_COOKIE))
     return view

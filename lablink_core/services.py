@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from lablink_core.access import AccessPolicy
 from lablink_core.allocation import Allocator
 from lablink_core.config import LablinkConfig, database_url, default_data_dir
 from lablink_core.credentials import SecretStore, VMCredentials
@@ -21,6 +22,7 @@ from lablink_core.enrolment import VMEnrolment
 from lablink_core.localdb import LocalPostgres
 from lablink_core.reclaim import SessionClock
 from lablink_core.schedules import ScheduleStore
+from lablink_core.settings import SettingsStore
 from lablink_core.vm_actions import ActionLog
 from lablink_core.vm_logs import VMLogStore
 from lablink_core.vms import VMRegistry
@@ -46,6 +48,8 @@ class Services:
     schedules: ScheduleStore
     sessions: SessionClock
     logs: VMLogStore
+    settings: SettingsStore
+    access: AccessPolicy
     local_postgres: LocalPostgres | None = None
 
     def close(self, *, stop_database: bool = True) -> None:
@@ -92,6 +96,7 @@ def open_services(config: LablinkConfig, *, migrate: bool = True) -> Services:
         silence_seconds=config.app.unresponsive_after_seconds,
     )
     schedules = ScheduleStore(engine)
+    settings = SettingsStore(engine)
 
     def teardown_at(now: dt.datetime) -> dt.datetime | None:
         upcoming = schedules.next_teardown(now)
@@ -111,6 +116,8 @@ def open_services(config: LablinkConfig, *, migrate: bool = True) -> Services:
         ),
         schedules=schedules,
         logs=VMLogStore(engine, table),
+        settings=settings,
+        access=AccessPolicy(config.access, settings),
         sessions=SessionClock(
             engine,
             table,

@@ -6,11 +6,12 @@ ticket and a place. The ticket is also the seat token of the VM it brings (see
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 
 from dashboard.api.base import ApiHandler
 from lablink_core.allocation import Assignment
-from lablink_core.errors import InvalidInput, LablinkError, NoVMAvailable
+from lablink_core.errors import InvalidInput, LablinkError, NotFound, NoVMAvailable
 from lablink_core.validation import normalize_email
 from lablink_core.waitlist import Ticket
 
@@ -36,12 +37,24 @@ def _text_field(fields: dict[str, object], name: str, *, required: bool = True) 
 class RequestVMHandler(ApiHandler):
     """Assign a VM (or renew the CRD command of the one this seat holds)."""
 
+    def signed_in_email(self) -> str | None:
+        """The researcher's verified email, in the 'signin' access mode (OpenID Connect)."""
+        return None
+
     async def post(self) -> None:
         fields = self.body_fields()
-        email = normalize_email(_text_field(fields, "email"))
-        command = _text_field(fields, "crd_command")
-        token = _text_field(fields, "seat_token", required=False) or self.get_cookie(SEAT_COOKIE)
         services = self.runtime.services
+        token = _text_field(fields, "seat_token", required=False) or self.get_cookie(SEAT_COOKIE)
+        command = _text_field(fields, "crd_command")
+        given = _text_field(fields, "email", required=not self.signed_in_email())
+        if token:  # a renewal is proven by the seat token; a new request by the access rule
+            email = normalize_email(given)
+        else:
+            email = await self.run_sync(
+                lambda: services.access.admit(
+                    given, event_code=fields.get("event_code"), signed_in=self.signed_in_email()
+                )
+            )
         wait = _wants_to_wait(fields.get("wait")) or _wants_to_wait(
             self.get_query_argument("wait", "")
         )
@@ -118,3 +131,20 @@ class ReleaseVMHandler(ApiHandler):
         hostname = await self.run_sync(self.runtime.services.allocator.release, email, token)
         self.clear_cookie(SEAT_COOKIE, path="/")
         self.write_json({"released": hostname})
+
+
+class ExtendVMHandler(ApiHandler):
+    """POST /extend_vm: one more stretch of the session (email + seat token), while the
+    researcher has extensions left; answers when the session now ends and why."""
+
+    async def post(self) -> None:
+        fields = self.body_fields()
+        email = _text_field(fields, "email")
+        token = _text_field(fields, "seat_token", required=False) or self.get_cookie(SEAT_COOKIE)
+        services = self.runtime.services
+        hostname = await self.run_sync(services.allocator.seat, email, token or "")
+        if hostname is None:
+            raise NotFound("This email and seat token hold no VM.", field="seat_token")
+        now = dt.datetime.now(dt.UTC)
+        plan = await self.run_sync(services.sessions.extend, hostname, now)
+        self.write_json({"hostname": hostname, "ends": plan.as_json() if plan else None})

@@ -34,7 +34,7 @@ from dashboard.api.original_client import (
     InUseHandler,
     VMStatusReportHandler,
 )
-from dashboard.api.researcher import ReleaseVMHandler, RequestVMHandler
+from dashboard.api.researcher import ExtendVMHandler, ReleaseVMHandler, RequestVMHandler
 from dashboard.api.waitlist import TicketHandler, WaitlistHandler
 from dashboard.runtime import Runtime
 
@@ -47,6 +47,7 @@ def api_routes(runtime: Callable[[], Runtime]) -> list[tuple[str, type, dict[str
         (r"/request_vm", RequestVMHandler),
         (r"/api/request_vm", RequestVMHandler),  # where the original client's form posts
         (r"/release_vm", ReleaseVMHandler),
+        (r"/extend_vm", ExtendVMHandler),
         (r"/api/waitlist/([A-Za-z0-9_-]{1,128})", TicketHandler),
         (r"/api/waitlist", WaitlistHandler),
         (r"/vm_startup", VMStartupHandler),

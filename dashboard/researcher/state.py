@@ -21,6 +21,7 @@ import param
 from dashboard.public_state import PublicSnapshot
 from dashboard.researcher.seat import Seat
 from dashboard.researcher.session import session_notes
+from lablink_core.access import AccessPolicy
 from lablink_core.allocation import Allocator, Assignment
 from lablink_core.crd import parse_crd_command
 from lablink_core.errors import InvalidInput, LablinkError
@@ -51,6 +52,7 @@ class ResearcherServices:
     waitlist: Waitlist | None = None
     sessions: SessionClock | None = None
     actions: ActionLog | None = None
+    access: AccessPolicy | None = None
     warning_minutes: float = 10.0
 
 
@@ -70,6 +72,7 @@ class RequestState(param.Parameterized):
     the page should tell them about it."""
 
     email = param.String(default="", doc="The email the researcher typed.")
+    event_code = param.String(default="", doc="The workshop's event code, when it needs one.")
     crd_command = param.String(default="", doc="The Chrome Remote Desktop command they pasted.")
     email_error = param.String(default="", doc="Why the email is refused; empty when it is fine.")
     command_error = param.String(
@@ -153,6 +156,8 @@ class RequestState(param.Parameterized):
         # A browser holding a VM renews that one: same email, its seat token.
         email, token = (self.email, None) if self.seat is None else self.seat.pair()
         self.queue_offered = False
+        if token is None and (email := await self._admitted()) is None:
+            return None
         assignment = await self._call(
             "request_vm", self._allocator.request_vm, email, self.crd_command, token
         )
@@ -160,6 +165,15 @@ class RequestState(param.Parameterized):
             return None
         self._hold(assignment)
         return assignment
+
+    async def _admitted(self) -> str | None:
+        """The email the workshop's access rule lets ask for a VM (None: refused, said why)."""
+        access = self._services.access
+        if access is None:
+            return self.email
+        return await self._call(
+            "access", lambda: access.admit(self.email, event_code=self.event_code)
+        )
 
     def _hold(self, assignment: Assignment) -> None:
         seat = Seat(assignment.email, assignment.seat_token, assignment.hostname, assignment.pin)
@@ -174,7 +188,9 @@ class RequestState(param.Parameterized):
         waitlist = self._services.waitlist
         if waitlist is None or not self.valid or self.busy:
             return
-        joined = await self._call("join the queue", waitlist.join, self.email, self.crd_command)
+        if (email := await self._admitted()) is None:
+            return
+        joined = await self._call("join the queue", waitlist.join, email, self.crd_command)
         if joined is None:
             return
         ticket, place = joined

@@ -78,6 +78,9 @@ class RequestView(Viewer):
             rows=3,
             sizing_mode="stretch_width",
         )
+        self._code = pn.widgets.TextInput(
+            label="Event code", placeholder="announced by your instructor", visible=False
+        )
         self._submit = pn.widgets.Button(label="Request a VM", color="primary", disabled=True)
         self._hint = html_pane(margin=0)
         self._email_error = html_pane(margin=0)
@@ -96,6 +99,9 @@ class RequestView(Viewer):
         self._command.param.watch(
             lambda e: setattr(self.state, "crd_command", e.new or ""), "value_input"
         )
+        self._code.param.watch(
+            lambda e: setattr(self.state, "event_code", e.new or ""), "value_input"
+        )
         self._submit.on_click(self._on_submit)
         self._store.param.watch(self._on_loaded, "loaded")
         self.state.param.watch(self._show_inputs, ["email", "crd_command"])
@@ -105,6 +111,10 @@ class RequestView(Viewer):
         self.state.param.watch(self._show_outcome, ["message", "message_kind", "busy"])
         self.state.param.watch(self._show_seat, ["seat"])
         self.state.param.watch(self._show_free, ["free_count"])
+
+    def show_event_code(self, shown: bool) -> None:
+        """The workshop asks for its event code (access mode 'code')."""
+        self._code.visible = shown
 
     def _show_all(self) -> None:
         self._show_inputs()
@@ -206,6 +216,7 @@ class RequestView(Viewer):
             self._email_error,
             self._command,
             self._command_error,
+            self._code,
             pn.Row(self._submit),
             self._hint,
             self._message,
