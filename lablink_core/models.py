@@ -48,7 +48,7 @@ HEALING_ACTIONS = ("rebooting", "replacing")
 # of the partial index the claim reads, so the two must stay word for word the same.
 ASSIGNABLE_WHERE = (
     "status = 'available' AND user_email IS NULL AND health_state <> 'unhealthy' "
-    "AND credential_hash IS NOT NULL AND healing IS NULL"
+    "AND credential_hash IS NOT NULL AND healing IS NULL AND previous_credential_hash IS NULL"
 )
 WAITLIST_STATES = ("waiting", "assigned", "expired", "left")
 
@@ -85,6 +85,8 @@ class VMColumns:
     # it to its VM after a rotation. NULL means none is valid (never issued, or revoked).
     credential_hash: Mapped[str | None] = mapped_column(Text)
     credential_salt: Mapped[str | None] = mapped_column(Text)
+    # Kept after a rotation until the VM has used the new one (see ddl.v0003).
+    previous_credential_hash: Mapped[str | None] = mapped_column(Text)
     credential_issued_at: Mapped[dt.datetime | None] = _now_column()
     enrolment_hash: Mapped[str | None] = mapped_column(Text)
     enrolment_expires_at: Mapped[dt.datetime | None] = _now_column()
