@@ -28,7 +28,7 @@ pytestmark = pytest.mark.terraform
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "terraform" / "client"
 ALLOCATOR = ROOT / "terraform" / "allocator"
-SECRET_PREFIX = "vm-credential-0123456789-"
+SECRET_PREFIX = "lve1.enrolment-token-"
 
 
 def terraform(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -48,7 +48,7 @@ def client_variables(names: Sequence[str]) -> dict[str, object]:
     return {
         "allocator_url": "http://203.0.113.7:5000",
         "vm_names": list(names),
-        "vm_credentials": {name: SECRET_PREFIX + name for name in names},
+        "vm_enrolment_tokens": {name: SECRET_PREFIX + name for name in names},
         "deployment_name": "lablink-test",
         "machine_type": "t3.micro",
     }
@@ -152,7 +152,8 @@ def test_client_fleet_apply_update_destroy(
     assert all(t <= apply_end for t, _, _ in first.events)
     assert first.events[-1][2].created == 4
 
-    # Variables only went through the environment: no file but the state holds a credential.
+    # Variables only went through the environment: no file holds a token (the state keeps
+    # only a hash of user_data).
     for path in terraform_work_dir.rglob("*"):
         if path.is_file() and "providers" not in path.parts:
             assert SECRET_PREFIX not in path.read_text(errors="replace"), path
@@ -176,7 +177,7 @@ def test_client_fleet_apply_update_destroy(
     assert runner.outputs() == {}
 
 
-def test_missing_credential_is_refused_before_anything_is_created(
+def test_missing_token_is_refused_before_anything_is_created(
     terraform_plugin_dir: Path,
     empty_moto: MotoServer,
     aws_env: dict[str, str],
@@ -191,7 +192,7 @@ def test_missing_credential_is_refused_before_anything_is_created(
     )
     variables = client_variables(["vm-a"])
     variables["vm_names"] = ["vm-a", "vm-b"]
-    with pytest.raises(TerraformError, match="no credential for VM vm-b"):
+    with pytest.raises(TerraformError, match="no token for VM vm-b"):
         runner.apply(variables, lambda event, progress: None)
     assert instances(ec2_client) == {}
 
