@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from lablink_core.aws_credentials import AwsCredentialStore
 from lablink_core.config import LablinkConfig
-from lablink_core.fleet.terraform import TerraformRunner
+from lablink_core.fleet.terraform import CommandRunner, TerraformRunner
 from lablink_core.fleet.terraform_backend import TerraformBackend, pg_backend
 
 CLIENT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "terraform" / "client"
@@ -67,12 +67,13 @@ def client_runner(
     aws_env: Mapping[str, str] | None = None,
     plugin_dir: Path | None = None,
     source_dir: Path | None = None,
+    commands: CommandRunner | None = None,
 ) -> TerraformRunner:
     """The Terraform runner of a deployment's client fleet: its work folder in
     ``<data_dir>/terraform/<deployment>/``, the backend ``fleet.terraform_backend`` names
     (pg: on ``database_url``), AWS settings from :func:`aws_environment` unless ``aws_env``
     is given, the provider mirror from ``plugin_dir`` or ``$LABLINK_TF_PLUGIN_DIR`` (else
-    terraform init downloads it)."""
+    terraform init downloads it); ``commands`` runs the processes (tests record them)."""
     work_dir = state_dir(data_dir, deployment_name(config))
     work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the state is sensitive
     configured_mirror = os.environ.get(PLUGIN_DIR_VARIABLE)
@@ -90,4 +91,5 @@ def client_runner(
         plugin_dir=plugin_dir or (Path(configured_mirror) if configured_mirror else None),
         parallelism=int(config.fleet.terraform_parallelism),
         backend=backend,
+        runner=commands,
     )

@@ -144,8 +144,9 @@ def cmd_fleet_migrate_state(args: argparse.Namespace) -> int:
         moved = migrate_local_state(runner)
     finally:
         services.close(stop_database=False)
+    vms = f"{len(moved.names)} VM{'' if len(moved.names) == 1 else 's'}"
     print(
-        f"moved the fleet state ({len(moved.names)} VMs, {moved.resources} resources) "
+        f"moved the fleet state ({vms}, {moved.resources} resources) "
         f"into {runner.backend.describe()}",
         flush=True,
     )

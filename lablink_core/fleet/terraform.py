@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 
 CONFIG_DIGEST_FILE = ".lablink-config.sha256"
 STATE_FILE = "terraform.tfstate"
+MIGRATE_HINT = (
+    "\n(this folder still has a local state: move it into PostgreSQL with "
+    "`lablink fleet migrate-state`)"
+)
 _BASE_ENV_KEYS = ("PATH", "HOME", "TMPDIR")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _SECRET_NAME = re.compile(r"password|secret|token|credential|private|conn_str", re.IGNORECASE)
@@ -123,7 +127,12 @@ class TerraformRunner:
             initialised = (self.work_dir / ".terraform").is_dir()
             if initialised and marker.is_file() and marker.read_text() == digest:
                 return
-            self._init()
+            try:
+                self._init()
+            except TerraformError as error:
+                if self.backend.shared and (self.work_dir / STATE_FILE).is_file():
+                    error.message += MIGRATE_HINT
+                raise
             marker.write_text(digest)
 
     def migrate_state(self) -> None:
