@@ -36,7 +36,7 @@ pytestmark = pytest.mark.terraform
 
 IMAGE = "ghcr.io/talmolab/lablink-client-base-image:test"
 REPOSITORY = "https://github.com/talmolab/sleap-tutorial-data.git"
-VMS = ("lablink-vm-001", "lablink-vm-002")
+VMS = ("lablink-vm-001", "lablink-vm-002", "lablink-vm-003")
 ENV_NAMES = {
     "LABLINK_ALLOCATOR_URL",
     "ALLOCATOR_URL",
@@ -48,8 +48,8 @@ ENV_NAMES = {
     "TUTORIAL_REPO_TO_CLONE",
 }
 DOCKER_SHIM = '''#!{python}
-"""docker as user_data calls it: each call recorded; `pull` fails when DOCKER_SHIM_PULL is
-"fail"; `run` starts lablink-client --dry-run with the variables of its --env-file."""
+"""docker as user_data calls it: each call recorded; `pull` or `run` fails when DOCKER_SHIM_FAIL
+names it; `run` starts lablink-client --dry-run with the variables of its --env-file."""
 import json, os, subprocess, sys
 
 args = sys.argv[1:]
@@ -61,9 +61,13 @@ if args[:1] == ["run"]:
     entry["env"] = dict(line.split("=", 1) for line in lines)
 with open(os.environ["DOCKER_SHIM_CALLS"], "a") as calls:
     calls.write(json.dumps(entry) + "\\n")
-if args[:1] == ["pull"] and os.environ.get("DOCKER_SHIM_PULL") == "fail":
+if args[:1] == ["pull"] and os.environ.get("DOCKER_SHIM_FAIL") == "pull":
     print("Error response from daemon: manifest unknown: " + args[-1], file=sys.stderr)
     sys.exit(1)
+if args[:1] == ["run"] and os.environ.get("DOCKER_SHIM_FAIL") == "run":
+    print('docker: Error response from daemon: could not select device driver "" with '
+          "capabilities: [[gpu]].", file=sys.stderr)
+    sys.exit(125)
 if args[:1] == ["run"]:
     env = {{"PATH": os.environ["PATH"], **entry["env"]}}
     record = os.environ["DOCKER_SHIM_RECORD"]
@@ -149,7 +153,7 @@ class VmHost:
     def boot_log(self) -> Path:
         return self.folder / "lablink-boot.log"
 
-    def boot(self, script: str, *, pull: str = "ok") -> subprocess.CompletedProcess[str]:
+    def boot(self, script: str, *, fail: str = "") -> subprocess.CompletedProcess[str]:
         """Run ``script`` with bash as cloud-init would (from a file), docker being the shim."""
         path = self.folder / "user-data.sh"
         path.write_text(script)
@@ -161,7 +165,7 @@ class VmHost:
             "DOCKER_SHIM_CALLS": str(self.folder / "docker-calls.jsonl"),
             "DOCKER_SHIM_RECORD": str(self.record),
             "DOCKER_SHIM_PID": str(self.folder / "client.pid"),
-            "DOCKER_SHIM_PULL": pull,
+            "DOCKER_SHIM_FAIL": fail,
         }
         return subprocess.run(
             ["bash", str(path)],
@@ -269,7 +273,7 @@ def test_a_failed_pull_is_the_vms_error_and_a_used_token_is_refused(
     booted_fleet: BootedFleet, vm_host: VmHost
 ) -> None:
     server, script = booted_fleet.server, booted_fleet.user_data["lablink-vm-002"]
-    failed = vm_host.boot(script, pull="fail")
+    failed = vm_host.boot(script, fail="pull")
     assert failed.returncode == 1
     assert [call["argv"][0] for call in vm_host.calls] == ["pull"] * 3  # no run
     row = vm_row(server, "lablink-vm-002")
@@ -284,6 +288,18 @@ def test_a_failed_pull_is_the_vms_error_and_a_used_token_is_refused(
     assert "refused the enrolment (HTTP 401)" in again.stderr
     assert "wrong, used or expired" in vm_host.boot_log.read_text()
     assert len(vm_host.calls) == 3, "docker is not called without a credential"
+
+
+def test_a_failed_run_is_the_vms_error(booted_fleet: BootedFleet, vm_host: VmHost) -> None:
+    failed = vm_host.boot(booted_fleet.user_data["lablink-vm-003"], fail="run")
+    assert failed.returncode == 1
+    assert [call["argv"][0] for call in vm_host.calls] == ["pull", "run"]
+    env_file = vm_host.calls[1]["argv"][vm_host.calls[1]["argv"].index("--env-file") + 1]
+    assert not Path(env_file).exists(), "the env file goes even when docker run fails"
+    row = vm_row(booted_fleet.server, "lablink-vm-003")
+    assert row["status"] == "error", row
+    assert row["status_message"].startswith(f"docker run of {IMAGE} failed: ")
+    assert "could not select device driver" in row["status_message"]
 
 
 def records(path: Path) -> list[dict[str, Any]]:
