@@ -74,6 +74,8 @@ VOLUME ["/var/lib/postgresql", "/var/lib/lablink"]
 
 EXPOSE 5000
 
+# Shell form on purpose: the port comes from the container's environment at run time.
+# hadolint ignore=DL3025
 HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
     CMD curl -fsS "http://127.0.0.1:${LABLINK_APP_PORT:-5000}/api/health" >/dev/null || exit 1
 

@@ -276,7 +276,7 @@ start_postgres() {
     "${log_option[@]}"
 }
 
-# shellcheck disable=SC2317  # called from a trap
+# shellcheck disable=SC2317,SC2329  # called from a trap
 stop_postgres() {
   ((PG_STARTED)) || return 0
   PG_STARTED=0
@@ -344,7 +344,7 @@ resolve_run_as() {
     setpriv "--reuid=$(id -u "$user")" "--regid=$(id -g "$user")" --init-groups --)
 }
 
-# shellcheck disable=SC2317  # called from a trap
+# shellcheck disable=SC2317,SC2329  # called from a trap
 on_signal_while_serving() {
   INTERRUPTED=1
   SIGNALS_SEEN=$((SIGNALS_SEEN + 1))
@@ -357,7 +357,7 @@ on_signal_while_serving() {
   fi
 }
 
-# shellcheck disable=SC2317  # called from a trap
+# shellcheck disable=SC2317,SC2329  # called from a trap
 on_exit() {
   local status=$?
   set +e

@@ -16,7 +16,7 @@ from bench.database import database_server
 from bench.procstat import machine_info, raise_file_limit
 from bench.report import RESULTS_DIR, result, table_markdown, write
 
-BENCHMARKS = ("allocation", "request_vm", "waiting_vms", "burst", "dashboard", "fleet")
+BENCHMARKS = ("allocation", "request_vm", "waiting_vms", "burst", "waitlist", "dashboard", "fleet")
 # Minutes of terraform against moto: left out of --quick unless asked for with --only.
 NOT_QUICK = ("fleet",)
 

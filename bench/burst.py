@@ -113,8 +113,9 @@ def _vm_results(vms: list[PollingVM], answers: Answers, start: float) -> dict[st
 async def _burst(
     app: ServerProcess, postmaster: int | None, researchers: int, count: int
 ) -> tuple[Answers, dict[str, Any]]:
-    credentials = await asyncio.to_thread(app.credentials)
-    vms = await start_polls(app.port, hostnames(count, prefix="burst"), credentials)
+    names = hostnames(count, prefix="burst")
+    credentials = await asyncio.to_thread(app.enrol, names)
+    vms = await start_polls(app.port, names, credentials)
     try:
         await until(lambda: app.info()["waiting_vms"] >= count, 60.0)
         meter = standard_meter(app.pid, postmaster)

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine
 
 from bench.procstat import process_cpu, raise_file_limit, rss_kib
 from lablink_core.credentials import SecretStore, VMCredentials
+from lablink_core.enrolment import VMEnrolment
 from lablink_core.localdb import free_port
 
 ADMIN_USER = "admin"
@@ -107,10 +108,12 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         return process_cpu(self.pid)
 
-    def credentials(self) -> VMCredentials:
+    def enrol(self, hostnames: list[str]) -> dict[str, str]:
+        """Enrol these VMs on the server's database; their credentials by hostname."""
         engine = create_engine(self.database_url)
         try:
-            return VMCredentials.from_store(SecretStore(engine))
+            credentials = VMCredentials.from_store(SecretStore(engine))
+            return VMEnrolment(engine, "vms", credentials).enrol_many(hostnames)
         finally:
             engine.dispose()
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bench.rawhttp import HttpConnection, Response, build_request
-from lablink_core.credentials import VMCredentials
 
 CONNECT_CONCURRENCY = 200
 
@@ -44,7 +44,7 @@ class PollingVM:
 
 
 async def _start_one(
-    vm: PollingVM, port: int, credentials: VMCredentials, gate: asyncio.Semaphore
+    vm: PollingVM, port: int, credentials: Mapping[str, str], gate: asyncio.Semaphore
 ) -> None:
     async with gate:
         try:
@@ -56,13 +56,13 @@ async def _start_one(
             "/vm_startup",
             port,
             {"hostname": vm.hostname, "generation": 0},
-            {"Authorization": f"Bearer {credentials.issue(vm.hostname)}"},
+            {"Authorization": f"Bearer {credentials[vm.hostname]}"},
         )
         vm.reply = vm.connection.send(request)
 
 
 async def start_polls(
-    port: int, hostnames: list[str], credentials: VMCredentials
+    port: int, hostnames: list[str], credentials: Mapping[str, str]
 ) -> list[PollingVM]:
     """Connect every VM and send its /vm_startup; returns once all requests are sent."""
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)

@@ -43,9 +43,10 @@ def reset_free_vms(engine: Engine, count: int, prefix: str = "bench-vm") -> list
             text(
                 """
                 INSERT INTO vms (hostname, status, provider, registered_at, ready_at,
-                                 last_heard_at)
+                                 last_heard_at, credential_hash)
                 SELECT :prefix || '-' || lpad(i::text, 5, '0'), 'available', 'bench',
-                       now() + i * interval '1 microsecond', now(), now()
+                       now() + i * interval '1 microsecond', now(),
+                       now() + i * interval '1 microsecond', 'bench: never polls'
                 FROM generate_series(0, :count - 1) AS i
                 """
             ),

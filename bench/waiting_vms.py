@@ -113,7 +113,7 @@ def _check_wakes(vms: list[PollingVM], sent: float) -> tuple[list[float], list[s
 
 async def _hold(app: ServerProcess, url: str, count: int) -> tuple[list[PollingVM], dict[str, Any]]:
     names = hostnames(count, prefix="wait")
-    credentials = await asyncio.to_thread(app.credentials)
+    credentials = await asyncio.to_thread(app.enrol, names)
     began = time.monotonic()
     vms = await start_polls(app.port, names, credentials)
     await until(lambda: app.info()["waiting_vms"] >= count, HOLD_TIMEOUT)

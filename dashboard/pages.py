@@ -15,28 +15,44 @@ from typing import Any
 import panel as pn
 
 from dashboard.admin import pages as admin
+from dashboard.api.researcher import SEAT_COOKIE
 from dashboard.auth import LOGOUT_ENDPOINT
-from dashboard.researcher.state import RequestState
+from dashboard.public_state import public_state
+from dashboard.researcher.state import RequestState, ResearcherServices
 from dashboard.researcher.view import RequestView
 from dashboard.runtime import Runtime, current
 
 PageBuilder = Callable[[Runtime], Any]
+TOO_MANY_PAGES = "# LabLink\n\nToo many pages are open on this server right now. Try again soon."
 
 ADMIN_PAGES: dict[str, tuple[str, PageBuilder]] = {
     "/admin": ("Overview", admin.overview_page),
     "/admin/instances": ("Instances", admin.instances_page),
     "/admin/create": ("Create instances", admin.create_page),
+    "/admin/access": ("Access and schedules", admin.access_page),
     "/admin/set-aws-credentials": ("AWS credentials", admin.credentials_page),
 }
 TITLES = {"/": "LabLink", **{url: f"LabLink: {title}" for url, (title, _) in ADMIN_PAGES.items()}}
 
 
-def researcher_page(runtime: Runtime) -> RequestView:
-    """``/``: request a VM, see it, renew or release it."""
-    state = RequestState(runtime.services.allocator, runtime.executor)
-    view = RequestView(state=state)
+def researcher_page(runtime: Runtime) -> Any:
+    """``/``: request a VM (or a place in the queue), see it, renew, extend or release it."""
+    services = runtime.services
+    public = public_state(runtime)
+    if public.subscriber_count >= runtime.config.app.max_public_sessions:
+        return pn.pane.Markdown(TOO_MANY_PAGES)
+    researcher = ResearcherServices(
+        services.allocator,
+        services.waitlist if runtime.config.waitlist.enabled else None,
+        services.sessions,
+        services.actions,
+        services.access,
+        runtime.config.session.warning_minutes,
+    )
+    view = RequestView(state=RequestState(researcher, runtime.executor))
+    view.show_event_code(services.access.rule().mode == "code")
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-        view.start_refreshing()
+        view.attach(public, pn.state.cookies.get(SEAT_COOKIE))
     return view
 
 

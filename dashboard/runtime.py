@@ -18,8 +18,11 @@ from lablink_core.errors import LablinkError
 from lablink_core.fleet import Fleet, make_fleet, make_provider
 from lablink_core.listener import NotificationListener
 from lablink_core.liveness import vouch_forever, vouch_interval
+from lablink_core.maintenance import Maintenance
 from lablink_core.services import Services, data_dir, open_services
 from lablink_core.waiters import AssignmentWaiters
+from lablink_core.waitlist_watch import Dispatcher, TicketWaiters
+from lablink_core.workshop import build_maintenance
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,9 @@ class Runtime:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     # Background loops of this process (vouching for waiting VMs, maintenance, ...).
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    maintenance: list[Maintenance] = field(default_factory=list)
+    dispatcher: Dispatcher | None = None
+    tickets: TicketWaiters | None = None
     # Health checks and admin reads get threads of their own, so a flood of VM
     # registrations cannot make a load balancer's health check time out.
     admin_executor: ThreadPoolExecutor = field(
@@ -50,16 +56,28 @@ class Runtime:
     async def start(self) -> None:
         """Start listening and the loops of this process; call on the server's event loop."""
         await self.listener.start()
-        registry = self.services.registry
+        services = self.services
         interval = vouch_interval(self.config.app.unresponsive_after_seconds)
         self.tasks.append(
             asyncio.get_running_loop().create_task(
-                vouch_forever(self.waiters.vouched, registry.touch_waiting, interval)
+                vouch_forever(self.waiters.vouched, services.registry.touch_waiting, interval)
             )
         )
+        waitlist = services.waitlist
+        self.dispatcher = Dispatcher(self.listener, waitlist.dispatch, waitlist.length)
+        self.dispatcher.start()
+        self.tickets = TicketWaiters(self.listener)
+        self.maintenance = [loop.start() for loop in build_maintenance(services, self.fleet)]
         self.started.set()
 
     async def stop(self) -> None:
+        for loop in self.maintenance:
+            await asyncio.to_thread(loop.stop)
+        self.maintenance = []
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        if self.tickets is not None:
+            self.tickets.close()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

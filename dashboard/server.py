@@ -15,6 +15,7 @@ from dashboard.api.routes import api_routes
 from dashboard.auth import configure_auth, login_routes
 from dashboard.live import close_live_table
 from dashboard.pages import build_pages
+from dashboard.public_state import close_public_state
 from dashboard.runtime import Runtime, build_runtime, current, install
 from lablink_core.config import LablinkConfig
 
@@ -78,6 +79,7 @@ def run_server(
         # First, so no local VM process outlives the server (nor polls a closing one).
         runtime.stop_fleet()
         close_live_table(runtime)
+        close_public_state(runtime)
         server.stop()
         asyncio.get_event_loop().run_until_complete(runtime.stop())
         runtime.close()

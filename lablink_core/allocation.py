@@ -18,12 +18,7 @@ client cannot follow a rotation, so it serves one researcher and is recycled on 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, text
@@ -32,40 +27,28 @@ from sqlalchemy.exc import IntegrityError
 from lablink_core.crd import CrdCommand, parse_crd_command
 from lablink_core.credentials import VMCredentials
 from lablink_core.db import reconnecting
-from lablink_core.errors import InvalidInput, NotFound, NoVMAvailable, SeatTaken
+from lablink_core.errors import NotFound, NoVMAvailable, SeatTaken
 from lablink_core.models import ASSIGNABLE_WHERE, checked_identifier
+from lablink_core.seats import (
+    Assignment,
+    checked_token,
+    hash_token,
+    new_pin,
+    new_seat_token,
+    token_matches,
+)
 from lablink_core.validation import normalize_email, validate_hostname
+from lablink_core.vm_actions import ActionLog
 
+__all__ = ["ADMIN_RELEASE", "RESEARCHER_RELEASE", "Allocator", "Assignment", "hash_token"]
+
+NO_VM_MESSAGE = "No VM is free right now. Join the queue, or try again in a minute."
+RESEARCHER_RELEASE = "released by the researcher"
+ADMIN_RELEASE = "released by an admin"
 SEAT_TAKEN_MESSAGE = (
     "{email} already holds a VM. Open the page from the browser you used before, "
     "or ask an admin to release it."
 )
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """What a researcher is told: which VM, its PIN, and the token that proves the seat."""
-
-    hostname: str
-    email: str
-    pin: str
-    seat_token: str
-    generation: int
-    crd: CrdCommand
-    renewed: bool = False
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_pin() -> str:
-    """Six random digits: what Chrome Remote Desktop asks for, never a constant."""
-    return f"{secrets.randbelow(10**6):06d}"
-
-
-def new_seat_token() -> str:
-    return secrets.token_urlsafe(24)
 
 
 class Allocator:
@@ -81,8 +64,10 @@ class Allocator:
         silence_seconds: float = 120.0,
         pin_factory: Callable[[], str] = new_pin,
         token_factory: Callable[[], str] = new_seat_token,
+        actions: ActionLog | None = None,
     ) -> None:
         self._engine = engine
+        self._actions = actions
         self._table = checked_identifier(table_name)
         self._reuse = release_policy == "reuse"
         # Without credentials (some tests), a released VM cannot be rotated, so it is recycled.
@@ -102,7 +87,7 @@ class Allocator:
         """
         address = normalize_email(email)
         crd = parse_crd_command(crd_command)
-        seat_token = _checked_token(seat_token)
+        seat_token = checked_token(seat_token)
         if seat_token:
             renewed = self._renew(address, crd, seat_token)
             if renewed is not None:
@@ -116,7 +101,7 @@ class Allocator:
             return claimed
         if self.holder_of(address) is not None:
             raise SeatTaken(SEAT_TAKEN_MESSAGE.format(email=address), field="email")
-        raise NoVMAvailable("No VM is free right now. Please try again in a minute.")
+        raise NoVMAvailable(NO_VM_MESSAGE)
 
     def _claim(self, email: str, crd: CrdCommand) -> Assignment | None:
         token, pin = self._new_token(), self._new_pin()
@@ -135,6 +120,8 @@ class Allocator:
                 ORDER BY waiting DESC, last_heard_at DESC
                 FOR UPDATE SKIP LOCKED
                 LIMIT 1)
+            -- Nobody jumps the queue: while researchers wait, VMs go to them (the waitlist).
+            AND NOT EXISTS (SELECT 1 FROM {self._table}_waitlist WHERE state = 'waiting')
             RETURNING hostname, generation
             """
         )
@@ -158,7 +145,7 @@ class Allocator:
             row = self._lock_seat(connection, email)
             if row is None:
                 return None
-            if not _token_matches(seat_token, row.seat_token_hash):
+            if not token_matches(seat_token, row.seat_token_hash):
                 raise SeatTaken(SEAT_TAKEN_MESSAGE.format(email=email), field="seat_token")
             generation = connection.execute(
                 text(
@@ -196,9 +183,26 @@ class Allocator:
     def seat(self, email: object, seat_token: str) -> str | None:
         """The hostname held by this email and token (for a returning browser), or None."""
         row = self._seat_row(email)
-        if row is None or not _token_matches(seat_token, row.seat_token_hash):
+        if row is None or not token_matches(seat_token, row.seat_token_hash):
             return None
         return str(row.hostname)
+
+    @reconnecting
+    def seat_by_token(self, seat_token: str) -> tuple[str, str] | None:
+        """``(email, hostname)`` of the seat this token proves (a browser that has only the
+        cookie /request_vm set), or None."""
+        token = checked_token(seat_token)
+        if token is None:
+            return None
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                text(
+                    f"SELECT user_email, hostname FROM {self._table} "
+                    "WHERE seat_token_hash = :hash AND user_email IS NOT NULL"
+                ),
+                {"hash": hash_token(token)},
+            ).first()
+        return None if row is None else (str(row.user_email), str(row.hostname))
 
     @reconnecting
     def release(self, email: object, seat_token: str) -> str:
@@ -208,18 +212,40 @@ class Allocator:
             row = self._lock_seat(connection, address)
             if row is None:
                 raise NotFound(f"{address} holds no VM.", field="email")
-            if not _token_matches(seat_token, row.seat_token_hash):
+            if not token_matches(seat_token, row.seat_token_hash):
                 raise SeatTaken(SEAT_TAKEN_MESSAGE.format(email=address), field="seat_token")
-            self._free(connection, str(row.hostname))
-        return str(row.hostname)
+            hostname = str(row.hostname)
+            self._free(connection, hostname, RESEARCHER_RELEASE)
+            self._record(connection, hostname, address, RESEARCHER_RELEASE, "researcher")
+        return hostname
 
     @reconnecting
-    def release_hostname(self, hostname: object) -> None:
+    def release_hostname(self, hostname: object, *, reason: str = ADMIN_RELEASE) -> None:
         """An admin frees a VM, whoever holds it."""
         name = validate_hostname(hostname)
+        if not self.take_back(name, reason, actor="admin"):
+            raise NotFound(f"No VM named {name} is assigned.", field="hostname")
+
+    @reconnecting
+    def take_back(self, hostname: str, reason: str, *, actor: str = "reclaim") -> bool:
+        """Free a VM from its researcher, recording why; False if nobody held it."""
         with self._engine.begin() as connection:
-            if not self._free(connection, name):
-                raise NotFound(f"No VM named {name} is assigned.", field="hostname")
+            email = connection.execute(
+                text(f"SELECT user_email FROM {self._table} WHERE hostname = :h FOR UPDATE"),
+                {"h": hostname},
+            ).scalar()
+            if email is None or not self._free(connection, hostname, reason):
+                return False
+            self._record(connection, hostname, str(email), reason, actor)
+        return True
+
+    def _record(
+        self, connection: Connection, hostname: str, email: str, reason: str, actor: str
+    ) -> None:
+        if self._actions is not None:
+            self._actions.record_in(
+                connection, hostname, "release", reason, actor=actor, email=email
+            )
 
     def _free(self, connection: Connection, hostname: str, reason: str | None = None) -> bool:
         """Take the VM back from its researcher: available again with a new credential
@@ -280,23 +306,3 @@ class Allocator:
                 {"silence": self.silence_seconds},
             ).one()
         return {"free": int(row.free), "silent": int(row.silent), "unhealthy": int(row.unhealthy)}
-
-
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-
-
-def _checked_token(token: object) -> str | None:
-    if token is None or token == "":
-        return None
-    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
-        raise InvalidInput(
-            "seat token is malformed; use the one you were given", field="seat_token"
-        )
-    return token
-
-
-def _token_matches(token: str | None, stored_hash: object) -> bool:
-    token = _checked_token(token)
-    if not token or not isinstance(stored_hash, str):
-        return False
-    return hmac.compare_digest(hash_token(token), stored_hash)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from lablink_core import fleet_cli, schedule_cli
 from lablink_core.config import ConfigError, LablinkConfig, load_config
 from lablink_core.errors import LablinkError
-from lablink_core.fleet.state import add_state_commands
 from lablink_core.schema import init_sql
 
 Handler = Callable[[argparse.Namespace], int]
@@ -153,10 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     admin_cmds = admin.add_subparsers(dest="action", required=True)
     _add(admin_cmds, "token", cmd_admin_token, "print the admin API token (Bearer) for scripts")
 
-    # `lablink fleet migrate-state` (registered here by the terraform work; the lead owns it).
-    fleet = commands.add_parser("fleet", help="client fleet tools")
-    add_state_commands(fleet.add_subparsers(dest="action", required=True))
-
+    fleet_cli.register(commands)
+    schedule_cli.register(commands)
     for plugin in entry_points(group="lablink.commands"):
         register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
         register = plugin.load()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from lablink_core.errors import InvalidInput
-from lablink_core.validation import validate_hostname, validate_pin
+from lablink_core.validation import validate_hostname
 
 START_HOST: Final = "/opt/google/chrome-remote-desktop/start-host"
 GOOGLE_REDIRECT_URL: Final = "https://remotedesktop.google.com/_/oauthredirect"
@@ -79,14 +79,17 @@ class CrdCommand:
         _check_code(self.code)
         _check_redirect_url(self.redirect_url)
 
-    def argv(self, *, hostname: str, pin: str, start_host: str = START_HOST) -> list[str]:
-        """The command as an argument list, for subprocess without a shell."""
+    def argv(self, *, hostname: str, start_host: str = START_HOST) -> list[str]:
+        """The command as an argument list, for subprocess without a shell.
+
+        The PIN is not in it: every local user can read a process's arguments, so the PIN
+        goes to start-host on its standard input instead.
+        """
         return [
             start_host,
             f"--code={self.code}",
             f"--redirect-url={self.redirect_url}",
             f"--name={validate_hostname(hostname)}",
-            f"--pin={validate_pin(pin)}",
         ]
 
     def canonical(self) -> str:

@@ -66,6 +66,44 @@ class VMEnrolment:
             return self._store(connection, name)
 
     @reconnecting
+    def enrol_many(self, hostnames: Sequence[str], *, provider: str = "manual") -> dict[str, str]:
+        """:meth:`enrol` for many VMs in one transaction (benchmarks, bulk enrolment)."""
+        names = [validate_hostname(h) for h in hostnames]
+        if not names:
+            return {}
+        with self._engine.begin() as connection:
+            connection.execute(
+                text(
+                    f"INSERT INTO {self._table} (hostname, status, provider) "
+                    "VALUES (:hostname, 'booting', :provider) ON CONFLICT (hostname) DO NOTHING"
+                ),
+                [{"hostname": n, "provider": provider} for n in names],
+            )
+            salts: dict[str, str | None] = dict(
+                connection.execute(
+                    text(
+                        f"SELECT hostname, credential_salt FROM {self._table} "
+                        "WHERE hostname = ANY(:names) FOR UPDATE"
+                    ),
+                    {"names": names},
+                ).all()
+            )
+            fresh = {n: self.credentials.issue(n) for n in names if salts.get(n) is None}
+            if fresh:
+                connection.execute(
+                    text(
+                        f"UPDATE {self._table} SET credential_salt = :salt, "
+                        "credential_hash = :hash, credential_issued_at = now() "
+                        "WHERE hostname = :hostname"
+                    ),
+                    [{"salt": i.salt, "hash": i.hash, "hostname": n} for n, i in fresh.items()],
+                )
+        return {
+            n: fresh[n].credential if n in fresh else self.credentials.derive(n, str(salts[n]))
+            for n in names
+        }
+
+    @reconnecting
     def rotate(self, hostname: object) -> str:
         """A new credential for an existing VM; the old one stops working at once."""
         name = validate_hostname(hostname)

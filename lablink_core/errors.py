@@ -54,6 +54,22 @@ class Unauthorized(LablinkError):
     code = "unauthorized"
 
 
+class Forbidden(LablinkError):
+    """The caller is known (or needs no name) but may not do this: a workshop's access rule."""
+
+    code = "forbidden"
+
+
+class RateLimited(LablinkError):
+    """Too many requests from one client or for one email; ``retry_after`` says when to."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float, *, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
 class OperationInProgress(LablinkError):
     """A fleet operation is already running, so another one cannot start."""
 

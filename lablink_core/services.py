@@ -6,19 +6,27 @@ created at import time.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
 
+from lablink_core.access import AccessPolicy
 from lablink_core.allocation import Allocator
 from lablink_core.config import LablinkConfig, database_url, default_data_dir
 from lablink_core.credentials import SecretStore, VMCredentials
 from lablink_core.db import ensure_database, make_engine, upgrade
 from lablink_core.enrolment import VMEnrolment
 from lablink_core.localdb import LocalPostgres
+from lablink_core.reclaim import SessionClock
+from lablink_core.schedules import ScheduleStore
+from lablink_core.settings import SettingsStore
+from lablink_core.vm_actions import ActionLog
+from lablink_core.vm_logs import VMLogStore
 from lablink_core.vms import VMRegistry
+from lablink_core.waitlist import Waitlist
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,13 @@ class Services:
     secrets: SecretStore
     credentials: VMCredentials
     enrolment: VMEnrolment
+    actions: ActionLog
+    waitlist: Waitlist
+    schedules: ScheduleStore
+    sessions: SessionClock
+    logs: VMLogStore
+    settings: SettingsStore
+    access: AccessPolicy
     local_postgres: LocalPostgres | None = None
 
     def close(self, *, stop_database: bool = True) -> None:
@@ -71,21 +86,49 @@ def open_services(config: LablinkConfig, *, migrate: bool = True) -> Services:
     table = config.db.table_name
     store = SecretStore(engine)
     credentials = VMCredentials.from_store(store, config.app.secret_key)
+    actions = ActionLog(engine, table)
     allocator = Allocator(
         engine,
         table,
+        actions=actions,
         credentials=credentials,
         release_policy=config.app.release_policy,
         silence_seconds=config.app.unresponsive_after_seconds,
     )
+    schedules = ScheduleStore(engine)
+    settings = SettingsStore(engine)
+
+    def teardown_at(now: dt.datetime) -> dt.datetime | None:
+        upcoming = schedules.next_teardown(now)
+        return None if upcoming is None else upcoming.at
+
     return Services(
         config=config,
         url=url,
         engine=engine,
         allocator=allocator,
+        waitlist=Waitlist(
+            engine,
+            table,
+            silence_seconds=config.app.unresponsive_after_seconds,
+            expire_seconds=config.waitlist.expire_seconds,
+            max_length=config.waitlist.max_length,
+        ),
+        schedules=schedules,
+        logs=VMLogStore(engine, table),
+        settings=settings,
+        access=AccessPolicy(config.access, settings),
+        sessions=SessionClock(
+            engine,
+            table,
+            config.session,
+            release=lambda hostname, reason: allocator.take_back(hostname, reason),
+            teardown_at=teardown_at,
+        ),
         registry=VMRegistry(engine, table, busy_percent=config.session.gpu_busy_percent),
         secrets=store,
         credentials=credentials,
         enrolment=VMEnrolment(engine, table, credentials),
+        actions=actions,
         local_postgres=server,
     )

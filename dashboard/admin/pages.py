@@ -11,6 +11,7 @@ from typing import Any
 
 import panel as pn
 
+from dashboard.admin.access import AccessState, AccessView, ScheduleState, ScheduleView
 from dashboard.admin.actions import InstanceActions
 from dashboard.admin.create import CreateView
 from dashboard.admin.credentials import CredentialsState, CredentialsView
@@ -71,6 +72,14 @@ def create_page(runtime: Runtime) -> Any:
     view = CreateView(state)
     view.attach(executor=runtime.executor)
     return _page("Create instances", *_no_fleet_note(runtime, "VMs cannot be launched here"), view)
+
+
+def access_page(runtime: Runtime) -> Any:
+    """/admin/access: who may take a VM, and scheduled teardowns."""
+    services, user = runtime.services, runtime.admin.user
+    access = AccessView(AccessState(services.access, user))
+    schedules = ScheduleView(ScheduleState(services.schedules, user))
+    return _page("Access and schedules", pn.Row(access, schedules, sizing_mode="stretch_width"))
 
 
 def credentials_page(runtime: Runtime) -> Any:

@@ -12,6 +12,7 @@ NAV_LINKS = (
     ("Overview", "/admin"),
     ("Instances", "/admin/instances"),
     ("Create instances", "/admin/create"),
+    ("Access and schedules", "/admin/access"),
     ("AWS credentials", "/admin/set-aws-credentials"),
 )
 

@@ -79,14 +79,18 @@ class AdminApiHandler(ApiHandler):
 
 
 class VMListHandler(AdminApiHandler):
-    """The instance table as JSON."""
+    """The instance table as JSON, each VM with its latest action (what and why)."""
 
     async def get(self) -> None:
-        runtime = self.runtime
-        silence = runtime.config.app.unresponsive_after_seconds
-        rows = await self.run_sync(
-            lambda: runtime.services.registry.list(unresponsive_after=silence)
-        )
+        services = self.runtime.services
+        silence = self.runtime.config.app.unresponsive_after_seconds
+
+        def read() -> list[dict[str, object]]:
+            rows = services.registry.list(unresponsive_after=silence)
+            latest = services.actions.latest_by_vm([row["hostname"] for row in rows])
+            return [{**row, "last_action": latest.get(row["hostname"])} for row in rows]
+
+        rows = await self.run_sync(read)
         self.write_json({"vms": rows, "count": len(rows)})
 
 
@@ -111,6 +115,22 @@ class VMHandler(AdminApiHandler):
         if vm["provider"] == "manual" and vm["user_email"] is None:
             removed = await self.run_sync(services.registry.remove, [hostname]) == 1
         self.write_json({"revoked": hostname, "removed": removed})
+
+
+class VMLogsTailHandler(AdminApiHandler):
+    """A VM's last log lines (redacted), oldest first."""
+
+    async def get(self, hostname: str) -> None:
+        lines = await self.run_sync(self.runtime.services.logs.tail, hostname)
+        self.write_json({"hostname": hostname, "lines": lines})
+
+
+class VMActionsHandler(AdminApiHandler):
+    """What the healer, reclaims, schedules and people did to a VM, and why; newest first."""
+
+    async def get(self, hostname: str) -> None:
+        actions = await self.run_sync(self.runtime.services.actions.for_vm, hostname)
+        self.write_json({"hostname": hostname, "actions": actions})
 
 
 class AdminReleaseHandler(AdminApiHandler):

@@ -19,6 +19,7 @@ from lablink_core.credentials import VMCredentials
 from lablink_core.errors import InvalidInput, Unauthorized
 from lablink_core.reports import parse_status_report
 from lablink_core.validation import validate_hostname
+from lablink_core.vm_logs import parse_lines
 from lablink_core.vms import VMTask
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,21 @@ class VMStatusHandler(MachineHandler):
         if not await self.run_sync(self.runtime.services.registry.report, hostname, proof, report):
             raise self.refusal(hostname)
         self.write_json({"ok": True})
+
+
+class VMLogsHandler(MachineHandler):
+    """A VM sends lines of its own log or boot output (kept redacted, for its admin)."""
+
+    async def post(self) -> None:
+        fields = self.body_fields()
+        hostname = validate_hostname(fields.get("hostname"))
+        proof = self.proof(hostname)
+        source, lines = parse_lines(fields)
+        logs = self.runtime.services.logs
+        credential = self.bearer_token() or ""
+        if not await self.run_sync(logs.append, hostname, proof, credential, source, lines):
+            raise self.refusal(hostname)
+        self.write_json({"ok": True, "kept": len(lines)})
 
 
 class VMEnrollHandler(ApiHandler):

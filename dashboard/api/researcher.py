@@ -1,16 +1,26 @@
-"""POST /request_vm and POST /release_vm: what a researcher's browser or script calls."""
+"""POST /request_vm and POST /release_vm: what a researcher's browser or script calls.
+
+When no VM is free, a request that asks to wait (``wait=1``) joins the queue: 202 with a
+ticket and a place. The ticket is also the seat token of the VM it brings (see
+:mod:`dashboard.api.waitlist` for following it)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 
 from dashboard.api.base import ApiHandler
 from lablink_core.allocation import Assignment
-from lablink_core.errors import InvalidInput
+from lablink_core.errors import InvalidInput, LablinkError, NotFound, NoVMAvailable
 from lablink_core.validation import normalize_email
+from lablink_core.waitlist import Ticket
 
 SEAT_COOKIE = "lablink_seat"
 _SEAT_COOKIE_DAYS = 7
+
+
+def _wants_to_wait(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() in ("1", "true", "yes"))
 
 
 def _text_field(fields: dict[str, object], name: str, *, required: bool = True) -> str | None:
@@ -27,13 +37,34 @@ def _text_field(fields: dict[str, object], name: str, *, required: bool = True) 
 class RequestVMHandler(ApiHandler):
     """Assign a VM (or renew the CRD command of the one this seat holds)."""
 
+    def signed_in_email(self) -> str | None:
+        """The researcher's verified email, in the 'signin' access mode (OpenID Connect)."""
+        return None
+
     async def post(self) -> None:
         fields = self.body_fields()
-        email = normalize_email(_text_field(fields, "email"))
-        command = _text_field(fields, "crd_command")
+        services = self.runtime.services
         token = _text_field(fields, "seat_token", required=False) or self.get_cookie(SEAT_COOKIE)
-        allocator = self.runtime.services.allocator
-        assignment = await self.run_sync(allocator.request_vm, email, command, token)
+        command = _text_field(fields, "crd_command")
+        given = _text_field(fields, "email", required=not self.signed_in_email())
+        if token:  # a renewal is proven by the seat token; a new request by the access rule
+            email = normalize_email(given)
+        else:
+            email = await self.run_sync(
+                lambda: services.access.admit(
+                    given, event_code=fields.get("event_code"), signed_in=self.signed_in_email()
+                )
+            )
+        wait = _wants_to_wait(fields.get("wait")) or _wants_to_wait(
+            self.get_query_argument("wait", "")
+        )
+        try:
+            assignment = await self.run_sync(services.allocator.request_vm, email, command, token)
+        except NoVMAvailable:
+            if not (wait and self.runtime.config.waitlist.enabled):
+                raise
+            await self._queue(email, command, token)
+            return
         if self.wants_json():  # scripts keep the token from the body; browsers get a cookie
             self.write_json(
                 {
@@ -45,14 +76,33 @@ class RequestVMHandler(ApiHandler):
                 }
             )
             return
-        self._remember_seat(assignment)
+        self._remember_seat(assignment.seat_token)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(_assignment_html(assignment))
 
-    def _remember_seat(self, assignment: Assignment) -> None:
+    async def _queue(self, email: str, command: str | None, token: str | None) -> None:
+        """Join the queue (or, for a ticket already in it, say where it stands): 202."""
+        waitlist = self.runtime.services.waitlist
+        if token:
+            try:
+                place = await self.run_sync(waitlist.status, token)
+            except LablinkError:
+                place = None
+            if place is not None and place.state == "waiting" and place.email == email:
+                self._queued(token, place)
+                return
+        ticket, place = await self.run_sync(waitlist.join, email, command)
+        self._queued(ticket, place)
+
+    def _queued(self, ticket: str, place: Ticket) -> None:
+        self._remember_seat(ticket)
+        body = {**place.as_json(), "ticket": ticket, "poll": f"/api/waitlist/{ticket}"}
+        self.write_json(body, 202)
+
+    def _remember_seat(self, seat_token: str) -> None:
         self.set_cookie(
             SEAT_COOKIE,
-            assignment.seat_token,
+            seat_token,
             expires_days=_SEAT_COOKIE_DAYS,
             httponly=True,
             samesite="Lax",
@@ -81,3 +131,20 @@ class ReleaseVMHandler(ApiHandler):
         hostname = await self.run_sync(self.runtime.services.allocator.release, email, token)
         self.clear_cookie(SEAT_COOKIE, path="/")
         self.write_json({"released": hostname})
+
+
+class ExtendVMHandler(ApiHandler):
+    """POST /extend_vm: one more stretch of the session (email + seat token), while the
+    researcher has extensions left; answers when the session now ends and why."""
+
+    async def post(self) -> None:
+        fields = self.body_fields()
+        email = _text_field(fields, "email")
+        token = _text_field(fields, "seat_token", required=False) or self.get_cookie(SEAT_COOKIE)
+        services = self.runtime.services
+        hostname = await self.run_sync(services.allocator.seat, email, token or "")
+        if hostname is None:
+            raise NotFound("This email and seat token hold no VM.", field="seat_token")
+        now = dt.datetime.now(dt.UTC)
+        plan = await self.run_sync(services.sessions.extend, hostname, now)
+        self.write_json({"hostname": hostname, "ends": plan.as_json() if plan else None})

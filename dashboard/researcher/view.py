@@ -7,6 +7,7 @@ The browser keeps its seat (email, seat token, hostname, PIN) in ``localStorage`
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 from typing import Any
@@ -16,12 +17,13 @@ import param
 from panel.custom import JSComponent
 from panel.viewable import Viewer
 
+from dashboard.admin.ticker import SessionTicker
+from dashboard.public_state import PublicSnapshot, PublicState
+from dashboard.researcher.panels import SeatPanel, html_pane, message_html
 from dashboard.researcher.state import RequestState, Seat
 
-FREE_COUNT_PERIOD_MS = 5000
 MAX_STORED = 2048  # what the browser sends back is untrusted: a seat is a few hundred bytes
 HEADLESS_URL = "https://remotedesktop.google.com/headless"
-ACCESS_URL = "https://remotedesktop.google.com/access"
 COMMAND_PLACEHOLDER = (
     'DISPLAY= /opt/google/chrome-remote-desktop/start-host --code="4/..." '
     '--redirect-url="https://remotedesktop.google.com/_/oauthredirect" --name=$(hostname)'
@@ -33,14 +35,6 @@ Get a GPU machine in the cloud and use it from your browser with Chrome Remote D
 1. Open [{HEADLESS_URL}]({HEADLESS_URL}), click **Begin**, **Next** and **Authorize**.
 2. Copy the command shown for **Debian Linux**. It looks like the example in the box below.
 3. Paste it here with your email and submit. The command works for a few minutes only.
-"""
-STYLES = """
-.lablink-msg { padding: 8px 12px; border-radius: 6px; margin: 4px 0; }
-.lablink-info { background: #e7f1fb; color: #123d63; }
-.lablink-success { background: #e6f4ea; color: #14532d; }
-.lablink-warning { background: #fff4e5; color: #663c00; }
-.lablink-danger { background: #fdecea; color: #611a15; }
-.lablink-field-error { color: #b3261e; font-size: 0.9em; margin: 0 10px; }
 """
 
 
@@ -68,29 +62,6 @@ class SeatStore(JSComponent):
     """
 
 
-def message_html(text: str, kind: str, *, role: str = "alert") -> str:
-    return (
-        f'<div class="lablink-msg lablink-{kind}" role="{role}">{html.escape(text)}</div>'
-        if text
-        else ""
-    )
-
-
-def seat_html(seat: Seat) -> str:
-    host, pin = html.escape(seat.hostname), html.escape(seat.pin)
-    pin_line = (
-        f"<p>PIN: <b data-testid='pin'>{pin}</b></p>"
-        if seat.pin
-        else "<p>PIN: paste a fresh command below to see it again.</p>"
-    )
-    return (
-        f"<p>Your VM: <b data-testid='hostname'>{host}</b></p>{pin_line}"
-        f"<p>To connect, open <a href='{ACCESS_URL}' target='_blank' rel='noopener'>"
-        f"{ACCESS_URL}</a>, choose <b>{host}</b> and enter the PIN. It can take a minute "
-        "to appear. If it does not, get a fresh command and send it below.</p>"
-    )
-
-
 class RequestView(Viewer):
     """The form, the live checks, the assigned VM and the free-VM count of one session."""
 
@@ -107,14 +78,19 @@ class RequestView(Viewer):
             rows=3,
             sizing_mode="stretch_width",
         )
+        self._code = pn.widgets.TextInput(
+            label="Event code", placeholder="announced by your instructor", visible=False
+        )
         self._submit = pn.widgets.Button(label="Request a VM", color="primary", disabled=True)
-        self._release = pn.widgets.Button(label="Release this VM", color="danger", visible=False)
-        self._email_error = _html(margin=0)
-        self._command_error = _html(margin=0)
-        self._message = _html(sizing_mode="stretch_width")
-        self._free = _html(margin=(0, 10))
-        self._seat = _html(visible=False, sizing_mode="stretch_width")
+        self._hint = html_pane(margin=0)
+        self._email_error = html_pane(margin=0)
+        self._command_error = html_pane(margin=0)
+        self._message = html_pane(sizing_mode="stretch_width")
+        self._free = html_pane(margin=(0, 10))
+        self._panel = SeatPanel(state=self.state)
         self._store = SeatStore(height=0, width=0, margin=0)
+        self._ticker: SessionTicker | None = None
+        self._pending: PublicSnapshot | None = None
         self._wire()
         self._show_all()
 
@@ -123,14 +99,22 @@ class RequestView(Viewer):
         self._command.param.watch(
             lambda e: setattr(self.state, "crd_command", e.new or ""), "value_input"
         )
+        self._code.param.watch(
+            lambda e: setattr(self.state, "event_code", e.new or ""), "value_input"
+        )
         self._submit.on_click(self._on_submit)
-        self._release.on_click(self._on_release)
         self._store.param.watch(self._on_loaded, "loaded")
         self.state.param.watch(self._show_inputs, ["email", "crd_command"])
-        self.state.param.watch(self._show_checks, ["email_error", "command_error", "valid"])
+        self.state.param.watch(
+            self._show_checks, ["email_error", "command_error", "valid", "missing"]
+        )
         self.state.param.watch(self._show_outcome, ["message", "message_kind", "busy"])
         self.state.param.watch(self._show_seat, ["seat"])
         self.state.param.watch(self._show_free, ["free_count"])
+
+    def show_event_code(self, shown: bool) -> None:
+        """The workshop asks for its event code (access mode 'code')."""
+        self._code.visible = shown
 
     def _show_all(self) -> None:
         self._show_inputs()
@@ -146,20 +130,25 @@ class RequestView(Viewer):
     def _show_checks(self, *_: object) -> None:
         self._email_error.object = _field_error(self.state.email_error)
         self._command_error.object = _field_error(self.state.command_error)
-        self._submit.disabled = not self.state.valid or self.state.busy
+        hint = self.state.missing if not self.state.valid else ""
+        self._hint.object = f'<div class="lablink-hint">{html.escape(hint)}</div>' if hint else ""
+        self._show_submit()
+
+    def _show_submit(self) -> None:
+        seat = self.state.seat
+        queued = seat is not None and seat.queued
+        self._submit.disabled = not self.state.valid or self.state.busy or queued
 
     def _show_outcome(self, *_: object) -> None:
         self._message.object = message_html(self.state.message, self.state.message_kind)
-        self._submit.disabled = not self.state.valid or self.state.busy
-        self._release.disabled = self.state.busy
+        self._show_submit()
 
     def _show_seat(self, *_: object) -> None:
         seat = self.state.seat
-        held = seat is not None
-        self._seat.object = seat_html(seat) if seat is not None else ""
-        self._seat.visible = self._release.visible = held
-        self._email.disabled = held
-        self._submit.label = "Send the new command" if held else "Request a VM"
+        self._email.disabled = seat is not None
+        holding = seat is not None and not seat.queued
+        self._submit.label = "Send the new command" if holding else "Request a VM"
+        self._show_submit()
         self._persist()
 
     def _persist(self) -> None:
@@ -175,9 +164,6 @@ class RequestView(Viewer):
     async def _on_submit(self, _: object) -> None:
         await self.state.submit()
 
-    async def _on_release(self, _: object) -> None:
-        await self.state.release()
-
     async def _on_loaded(self, _: object) -> None:
         text = self._store.stored
         try:
@@ -185,13 +171,44 @@ class RequestView(Viewer):
         except ValueError:
             stored = None
         await self.state.restore(stored)
+        if self.state.seat is None:
+            await self.state.restore_from_cookie(self._cookie_token)
         self._persist()
 
-    def start_refreshing(self) -> None:
-        """Count free VMs now and every few seconds, for this session only. Panel stops the
-        periodic callback when the session is destroyed."""
-        pn.state.onload(self.state.refresh_free_count)
-        pn.state.add_periodic_callback(self.state.refresh_free_count, FREE_COUNT_PERIOD_MS)
+    _cookie_token: str | None = None
+
+    def attach(self, public: PublicState, cookie_token: str | None = None) -> None:
+        """Follow the process's shared snapshot for this session (free count, queue place,
+        session end), and recognise the seat cookie /request_vm set. Unsubscribes when the
+        session is destroyed."""
+        self._cookie_token = cookie_token
+        doc = pn.state.curdoc
+        self._ticker = SessionTicker(self._apply_pending, doc)
+        unsubscribe = public.subscribe(self._on_snapshot)
+        self.state.on_queue_entry = lambda old, new: _follow(public, old, new)
+
+        def detach(_context: object) -> None:
+            unsubscribe()
+            _follow(public, self.state.entry_id, None)
+            if self._ticker is not None:
+                self._ticker.close()
+
+        if doc is not None and doc.session_context is not None:
+            pn.state.on_session_destroyed(detach)
+        self._on_snapshot(public.snapshot)
+
+    def _on_snapshot(self, snapshot: PublicSnapshot) -> None:
+        """From the reader's thread: keep the newest snapshot, ask for a tick."""
+        self._pending = snapshot
+        if self._ticker is not None:
+            self._ticker.request()
+
+    def _apply_pending(self) -> None:
+        snapshot, self._pending = self._pending, None
+        if snapshot is not None:
+            # Bokeh may run this tick on a worker thread: let Panel schedule the coroutine on
+            # the server's loop, with this session's document.
+            pn.state.execute(functools.partial(self.state.apply, snapshot))
 
     def __panel__(self) -> pn.viewable.Viewable:
         form = pn.Column(
@@ -199,14 +216,16 @@ class RequestView(Viewer):
             self._email_error,
             self._command,
             self._command_error,
-            pn.Row(self._submit, self._release),
+            self._code,
+            pn.Row(self._submit),
+            self._hint,
             self._message,
             sizing_mode="stretch_width",
         )
         return pn.Column(
             pn.pane.Markdown(INTRO, sizing_mode="stretch_width"),
             self._free,
-            self._seat,
+            self._panel,
             form,
             self._store,
             max_width=760,
@@ -214,9 +233,12 @@ class RequestView(Viewer):
         )
 
 
-def _html(**params: Any) -> pn.pane.HTML:
-    """An HTML pane with the page's styles (each pane has its own shadow root)."""
-    return pn.pane.HTML("", stylesheets=[STYLES], **params)
+def _follow(public: PublicState, old: int | None, new: int | None) -> None:
+    """Keep the queue entry shown on this page alive (and stop keeping the old one)."""
+    if old is not None:
+        public.let_go(old)
+    if new is not None:
+        public.keep_alive(new)
 
 
 def _set_text(widget: pn.widgets.TextInput | pn.widgets.TextAreaInput, value: str) -> None:

@@ -20,12 +20,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
+from lablink_core.client import settings
+from lablink_core.client.accounts import AccountError, desktop_account
 from lablink_core.client.agent import AgentConfig, VMAgent
+from lablink_core.client.credential_store import read_credential_file
 from lablink_core.errors import InvalidInput
 
 log = logging.getLogger("lablink_core.client")
-
-DEFAULT_RECORD = "crd-record.jsonl"
 
 
 class _UsageError(Exception):
@@ -36,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lablink-client",
         description="Long-poll the LabLink allocator and run the Chrome Remote Desktop host.",
+        epilog="Every setting can come from the environment (see docs/vm-clients.md): "
+        "LABLINK_ALLOCATOR_URL, LABLINK_VM_CREDENTIAL, LABLINK_HOSTNAME, LABLINK_REPOSITORY, "
+        "LABLINK_CREDENTIAL_FILE, LABLINK_ENROLMENT_TOKEN, LABLINK_BOOT_LOG, LABLINK_DESKTOP_USER, "
+        "LABLINK_DESKTOP_DIR.",
     )
     parser.add_argument("--allocator-url", help="allocator base URL [LABLINK_ALLOCATOR_URL]")
     parser.add_argument("--hostname", help="this VM's name [LABLINK_HOSTNAME, else the host name]")
@@ -48,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="record the CRD commands instead of running them"
     )
     parser.add_argument(
-        "--record", type=Path, help=f"dry-run record file [LABLINK_RECORD, else ./{DEFAULT_RECORD}]"
+        "--record",
+        type=Path,
+        help=f"dry-run record file [LABLINK_RECORD, else ./{settings.DEFAULT_RECORD}]",
     )
     parser.add_argument(
         "--heartbeat-seconds", type=float, default=15.0, help="status report interval (15)"
@@ -62,24 +69,44 @@ def _required(value: str | None, message: str) -> str:
     return value
 
 
+def _desktop_user(name: str | None) -> str | None:
+    try:
+        desktop_account(name)
+    except AccountError as error:
+        raise _UsageError(f"{error}: check LABLINK_DESKTOP_USER") from error
+    return name
+
+
 def _config(args: argparse.Namespace, environ: Mapping[str, str]) -> AgentConfig:
     url = _required(
-        args.allocator_url or environ.get("LABLINK_ALLOCATOR_URL"),
+        args.allocator_url or settings.setting(environ, "LABLINK_ALLOCATOR_URL"),
         "the allocator URL is required: set LABLINK_ALLOCATOR_URL or pass --allocator-url",
     )
-    credential = _required(
-        args.credential or environ.get("LABLINK_VM_CREDENTIAL"),
-        "the VM credential is required: set LABLINK_VM_CREDENTIAL",
+    record = None
+    if args.dry_run:
+        record = args.record or Path(environ.get("LABLINK_RECORD") or settings.DEFAULT_RECORD)
+    credential = args.credential or settings.setting(environ, "LABLINK_VM_CREDENTIAL") or ""
+    enrolment = settings.setting(environ, "LABLINK_ENROLMENT_TOKEN") or ""
+    credential_file = settings.default_credential_file(environ, record)
+    if not (credential or enrolment or read_credential_file(credential_file)):
+        raise _UsageError("the VM credential is required: set LABLINK_VM_CREDENTIAL")
+    hostname = (
+        args.hostname or settings.setting(environ, "LABLINK_HOSTNAME") or socket.gethostname()
     )
-    hostname = args.hostname or environ.get("LABLINK_HOSTNAME") or socket.gethostname()
-    record = args.record or Path(environ.get("LABLINK_RECORD") or DEFAULT_RECORD)
     return AgentConfig(
         allocator_url=url,
         hostname=hostname.strip().lower(),
         credential=credential,
         dry_run=args.dry_run,
-        record_path=record if args.dry_run else None,
+        record_path=record,
         heartbeat_seconds=args.heartbeat_seconds,
+        credential_file=credential_file,
+        enrolment_token=enrolment,
+        repository=settings.repository(environ),
+        desktop_dir=settings.optional_path(environ, "LABLINK_DESKTOP_DIR"),
+        desktop_user=_desktop_user(settings.setting(environ, "LABLINK_DESKTOP_USER")),
+        boot_log=settings.boot_log(environ),
+        desktop_state_file=settings.optional_path(environ, "LABLINK_DESKTOP_STATE_FILE"),
     )
 
 
@@ -128,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.credential:
         log.warning("the credential was given on the command line; prefer LABLINK_VM_CREDENTIAL")
+    log.info("credential file: %s", config.credential_file)
     mode = f"dry run, recording to {config.record_path}" if config.dry_run else "live"
     log.info("agent for %s polling %s (%s)", config.hostname, config.allocator_url, mode)
     return _run_until_signal(VMAgent(config))

@@ -5,6 +5,11 @@ stop event ends `run()` within a fraction of a second even while a 75 s long
 poll is in flight. The abandoned request dies with the process, and
 nothing is lost: the agent reports the last generation it *acted on*, so a task
 it never saw is sent again on the next start.
+
+Credentials: any 200 answer may carry ``"credential"``, a rotated credential; the old one
+is dead from then on, so the agent switches at once and saves it (`CredentialStore`). A
+401 on a poll falls back once from the saved credential to the configured one, then ends
+the agent with `Unauthorized`.
 """
 
 from __future__ import annotations
@@ -14,15 +19,14 @@ import random as _random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Final
 
-from lablink_core.client.runners import (
-    CrdRunner,
-    DryRunCrdRunner,
-    SubprocessCrdRunner,
-    gpu_health,
-)
+from lablink_core.client.credential_store import CredentialStore
+from lablink_core.client.enrolment import Enrolment
+from lablink_core.client.machine import MachineState
+from lablink_core.client.parts import AgentParts, build_parts
+from lablink_core.client.runners import CrdLaunch, CrdRunner
+from lablink_core.client.settings import AgentConfig
 from lablink_core.client.transport import (
     Backoff,
     Response,
@@ -35,48 +39,20 @@ from lablink_core.client.transport import (
 )
 from lablink_core.crd import CrdCommand
 from lablink_core.errors import InvalidInput, LablinkError, Unauthorized
-from lablink_core.validation import validate_hostname
+
+__all__ = ["AgentConfig", "AllocatorRejected", "VMAgent"]
 
 log = logging.getLogger(__name__)
 
 STATUS_TIMEOUT: Final = 10.0
+MAX_MESSAGE_CHARS: Final = 500
 _RETRY_STATUSES: Final = frozenset({408, 429, 503})
-
-
-def _is_token(text: str) -> bool:
-    return all(ch.isprintable() and not ch.isspace() for ch in text)
 
 
 class AllocatorRejected(LablinkError):
     """The allocator refused the agent's request in a way retrying cannot fix."""
 
     code = "allocator_rejected"
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    allocator_url: str
-    hostname: str
-    credential: str = field(repr=False)  # kept out of repr so it never lands in a log
-    dry_run: bool = False
-    record_path: Path | None = None
-    heartbeat_seconds: float = 15.0
-    poll_timeout: float = 75.0
-    max_backoff: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not self.allocator_url.startswith(("http://", "https://")):
-            raise InvalidInput(
-                "allocator URL must start with http:// or https://", field="allocator_url"
-            )
-        if validate_hostname(self.hostname) != self.hostname:
-            raise InvalidInput("hostname must be lowercase", field="hostname")
-        # It goes into an HTTP header: whitespace or control characters would break it.
-        if not self.credential or not self.credential.isascii() or not _is_token(self.credential):
-            raise InvalidInput("credential must be non-empty printable ASCII", field="credential")
-        for name in ("heartbeat_seconds", "poll_timeout", "max_backoff"):
-            if not getattr(self, name) > 0:
-                raise InvalidInput(f"{name} must be positive", field=name)
 
 
 def _text(body: Mapping[str, object], name: str) -> str:
@@ -86,16 +62,20 @@ def _text(body: Mapping[str, object], name: str) -> str:
     return value
 
 
+def _retryable(status: int) -> bool:
+    return status in _RETRY_STATUSES or status >= 500
+
+
 @dataclass(frozen=True)
 class _Status:
     status: str = "booting"
     in_use: bool = False
     message: str | None = None
-    health: str | None = None
+    machine: MachineState = field(default_factory=MachineState)
 
 
 class VMAgent:
-    """Polls the allocator, runs the CRD task it hands out and reports status."""
+    """Polls the allocator, runs the CRD task it hands out and reports status and logs."""
 
     def __init__(
         self,
@@ -105,38 +85,65 @@ class VMAgent:
         runner: CrdRunner | None = None,
         sleep: Callable[[float], object] | None = None,
         random: Callable[[], float] = _random.random,
-        health: Callable[[], str] | None = None,
+        probe: Callable[[], MachineState] | None = None,
+        clone: Callable[[threading.Event], str | None] | None = None,
     ) -> None:
         self.config = config
-        self.runner: CrdRunner = runner if runner is not None else _default_runner(config)
+        self.credentials = CredentialStore(config.credential or None, config.credential_file)
+        self.parts: AgentParts = build_parts(config, runner, probe, clone, self._send_logs)
+        self.runner: CrdRunner = self.parts.runner
         self.generation = 0
         self._transport = transport if transport is not None else UrllibTransport()
         self._sleep = sleep
         self._random = random
-        self._health = health or (lambda: gpu_health(dry_run=config.dry_run))
         self._lock = threading.Lock()
         self._state = _Status()
+        self._notice: str | None = None
         self._stop = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
         """Poll until `stop` is set; raise `Unauthorized`/`AllocatorRejected` on fatal answers."""
         self._stop = stop
-        finished = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(finished,), daemon=True)
         backoff = Backoff(
             max_delay=self.config.max_backoff, random=self._random, sleep=self._sleep or stop.wait
         )
-        # Ready means "agent up, waiting for a task"; the first heartbeat carries it,
-        # by which time the first poll has registered the VM.
-        with self._lock:
-            self._state = replace(self._state, status="ready", in_use=False)
-        beat.start()
+        finished = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(finished,), daemon=True)
+        preparing = threading.Thread(target=self._prepare_desktop, daemon=True)
+        logging.getLogger("lablink_core").addHandler(self.parts.log_ring)
         try:
+            if not self._obtain_credential(backoff):
+                return
+            beat.start()
+            preparing.start()
             self._poll_loop(backoff)
         finally:
             finished.set()
             self.runner.stop()
-            beat.join(timeout=1.0)
+            for thread in (beat, preparing):
+                if thread.is_alive():
+                    thread.join(timeout=1.0)
+            logging.getLogger("lablink_core").removeHandler(self.parts.log_ring)
+
+    # Credentials ---------------------------------------------------------------------
+
+    def _obtain_credential(self, backoff: Backoff) -> bool:
+        """A credential to poll with: saved, configured, or enrolled for. False: stopped."""
+        self.credentials.load()
+        self.parts.redact.learn(self.config.enrolment_token, *self.credentials.known())
+        if self.credentials.current is not None:
+            return True
+        if not self.config.enrolment_token:
+            raise Unauthorized("no VM credential: set LABLINK_VM_CREDENTIAL")
+        enrolment = Enrolment(self.config, self._transport, self._stop)
+        credential = enrolment.exchange(lambda why, after: self._retry(backoff, why, after))
+        if credential is None:
+            return False
+        self.parts.redact.learn(credential)
+        backoff.reset()
+        return self.credentials.replace(credential, "enrolment")
+
+    # Polling -------------------------------------------------------------------------
 
     def _poll_loop(self, backoff: Backoff) -> None:
         while not self._stop.is_set():
@@ -166,10 +173,13 @@ class VMAgent:
         if answer.status == 200:
             return self._on_update(answer.body or {})
         why = f"allocator answered {answer.status}: {server_message(answer)}"
-        if answer.status in _RETRY_STATUSES or answer.status >= 500:
+        if _retryable(answer.status):
             return why
         if answer.status == 401:
-            raise Unauthorized(f"{why} (check LABLINK_VM_CREDENTIAL)")
+            if self.credentials.fall_back():
+                return None
+            source = self.credentials.source
+            raise Unauthorized(f"{why} (credential from the {source}; check LABLINK_VM_CREDENTIAL)")
         raise AllocatorRejected(why)
 
     def _on_update(self, body: Mapping[str, object]) -> str | None:
@@ -188,17 +198,21 @@ class VMAgent:
         return None if generation > sent else f"allocator repeated release {generation}"
 
     def _start_task(self, body: Mapping[str, object], generation: int) -> None:
+        # Learnt before anything can fail, so no message or log line can carry them out.
+        self.parts.redact.learn(
+            *(v for v in (body.get("code"), body.get("pin")) if isinstance(v, str))
+        )
         try:
             # Re-validated here: the VM trusts nothing it is about to execute.
             command = CrdCommand(code=_text(body, "code"), redirect_url=_text(body, "redirect_url"))
-            argv = command.argv(hostname=self.config.hostname, pin=_text(body, "pin"))
+            launch = CrdLaunch(command, self.config.hostname, _text(body, "pin"))
         except InvalidInput as error:
             log.error("refused CRD task generation %d: %s", generation, error)
             self._report("error", in_use=True, message=f"refused CRD task: {error}")
             return
         self.runner.stop()
         try:
-            self.runner.start(argv)
+            self.runner.start(launch)
         except OSError as error:
             log.error("could not start the CRD host for generation %d: %s", generation, error)
             self._report("error", in_use=True, message=f"could not start CRD host: {error}")
@@ -209,18 +223,38 @@ class VMAgent:
     def _release(self, generation: int) -> None:
         if self.runner.running:
             log.info("VM released (generation %d): stopping the CRD host", generation)
-        self.runner.stop()
+        self.runner.stop(forget=True)
         self._report("ready", in_use=False, message=None)
+
+    # Desktop, status and logs ----------------------------------------------------------
+
+    def _prepare_desktop(self) -> None:
+        """Clone the repository (if any), then offer the VM: status "ready"."""
+        notice = self.parts.clone(self._stop)
+        if notice:
+            log.warning("%s", notice)
+        with self._lock:
+            self._notice = notice
+            if self._state.status == "booting":
+                self._state = replace(self._state, status="ready", message=notice)
 
     def _report(self, status: str, *, in_use: bool, message: str | None) -> None:
         with self._lock:
-            self._state = replace(self._state, status=status, in_use=in_use, message=message)
+            shown = message or self._notice
+            self._state = replace(self._state, status=status, in_use=in_use, message=shown)
         self._send_status()
 
     def _send_status(self) -> None:
-        state = self._state
+        with self._lock:
+            state = self._state
+        redact = self.parts.redact
+        message = (
+            redact(" ".join(state.message.split()))[:MAX_MESSAGE_CHARS] if state.message else None
+        )
         body: dict[str, object] = {"hostname": self.config.hostname, "status": state.status}
-        body |= {"in_use": state.in_use, "health": state.health, "message": state.message}
+        body.update(state.machine.fields(), in_use=state.in_use, message=message)
+        if state.machine.health is not None:
+            body["health"] = redact(state.machine.health)[:200]
         try:
             answer = self._post("/api/vm/status", body, STATUS_TIMEOUT)
         except TransportError as error:
@@ -231,25 +265,51 @@ class VMAgent:
             log.warning("status report answered %d: %s", answer.status, server_message(answer))
 
     def _heartbeat(self, finished: threading.Event) -> None:
+        self._measure()
         while not finished.wait(self.config.heartbeat_seconds):
-            try:
-                health = self._health()
-            except Exception as error:  # a broken probe must not end the heartbeat
-                health = f"health check failed: {error}"
-            with self._lock:
-                self._state = replace(self._state, health=health)
+            self._measure()
             self._send_status()
+            self.parts.shipper.ship()
 
-    def _post(self, path: str, body: Mapping[str, object], timeout: float) -> Response | None:
+    def _measure(self) -> None:
+        try:
+            machine = self.parts.probe()
+        except Exception as error:  # a broken probe must not end the heartbeat
+            machine = MachineState(health=f"health check failed: {error}"[:200])
+        with self._lock:
+            self._state = replace(self._state, machine=machine)
+
+    def _send_logs(self, source: str, lines: list[str]) -> bool | None:
+        body = {"hostname": self.config.hostname, "source": source, "lines": lines}
+        try:
+            answer = self._post("/api/vm/logs", body, STATUS_TIMEOUT)
+        except TransportError:
+            return False
+        if answer is None or answer.status == 200:
+            return answer is not None
+        if answer.status in (404, 405):
+            log.info("the allocator takes no VM logs (HTTP %d); not sending them", answer.status)
+            return None
+        log.warning("log upload answered %d: %s", answer.status, server_message(answer))
+        # A refused batch is dropped (sending it again would be refused again); others wait.
+        return answer.status < 500 and answer.status not in (401, 408, 429)
+
+    def _post(
+        self, path: str, body: Mapping[str, object], timeout: float, *, again: bool = True
+    ) -> Response | None:
         url = self.config.allocator_url.rstrip("/") + path
-        headers = {
-            "Authorization": f"Bearer {self.config.credential}",
-            "Content-Type": "application/json",
-        }
-        return post_until_stopped(self._transport, self._stop, url, body, headers, timeout)
-
-
-def _default_runner(config: AgentConfig) -> CrdRunner:
-    if config.dry_run:
-        return DryRunCrdRunner(config.record_path or Path("crd-record.jsonl"))
-    return SubprocessCrdRunner()
+        used = self.credentials.current
+        headers = {"Authorization": f"Bearer {used}", "Content-Type": "application/json"}
+        answer = post_until_stopped(self._transport, self._stop, url, body, headers, timeout)
+        if answer is None:
+            return None
+        if answer.status == 401 and again and used != self.credentials.current:
+            # Rotated while this request was in flight: the new credential gets one more try.
+            return self._post(path, body, timeout, again=False)
+        if answer.status in (200, 204):
+            rotated = (answer.body or {}).get("credential")
+            if isinstance(rotated, str):
+                self.parts.redact.learn(rotated)
+                self.credentials.replace(rotated, "rotation")
+            self.credentials.accepted()
+        return answer

@@ -108,7 +108,7 @@ class AppConfig(Section):
         default=60.0, bounds=(1.0, 600.0), doc="How long /vm_startup holds a VM before a 204."
     )
     unresponsive_after_seconds = param.Number(
-        default=120.0, bounds=(5.0, 86400.0), doc="Silence after which a VM shows as unresponsive."
+        default=120.0, bounds=(1.0, 86400.0), doc="Silence after which a VM shows as unresponsive."
     )
     original_client_wait_seconds = param.Number(
         default=3000.0,
@@ -139,6 +139,11 @@ class AppConfig(Section):
         bounds=(1024, 1 << 30),
         doc="Largest request body the server reads; larger ones are refused before buffering.",
     )
+    max_public_sessions = param.Integer(
+        default=2000,
+        bounds=(1, 1000000),
+        doc="Researcher pages open at once per process; more are asked to come back later.",
+    )
     release_policy: param.Selector[str] = param.Selector(
         default="reuse",
         objects=["reuse", "recycle"],
@@ -160,6 +165,11 @@ class FleetConfig(Section):
     )
     name_prefix = param.String(
         default="lablink-vm", regex=r"^[a-z][a-z0-9-]{0,30}$", doc="Prefix of VM hostnames."
+    )
+    local_heartbeat_seconds = param.Number(
+        default=15.0,
+        bounds=(0.2, 600.0),
+        doc="How often local VM processes report (their status, desktop and GPU activity).",
     )
     terraform_backend: param.Selector[str] = param.Selector(
         default="local",

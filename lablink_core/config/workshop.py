@@ -97,7 +97,7 @@ class SessionConfig(Section):
         default=1, bounds=(0, 100), doc="Extensions a researcher may take per session."
     )
     extension_minutes = param.Number(
-        default=30.0, bounds=(1.0, 1440.0), doc="Minutes one extension adds."
+        default=30.0, bounds=(0.05, 1440.0), doc="Minutes one extension adds."
     )
     gpu_busy_percent = param.Integer(
         default=10, bounds=(1, 100), doc="GPU utilisation that counts as activity."

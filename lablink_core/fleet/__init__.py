@@ -81,6 +81,7 @@ def make_provider(
             allocator_url,
             lambda name: enrolment.enrol(name, provider="local", fresh=True),
             record_dir=data_dir / "local-vms",
+            heartbeat_seconds=config.fleet.local_heartbeat_seconds,
         )
     try:
         aws = importlib.import_module("lablink_core.fleet.aws")

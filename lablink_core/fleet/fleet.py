@@ -111,11 +111,17 @@ class Fleet:
         return self._run("remove", None, lambda: self._plans.remove(names, force), on_progress)
 
     def destroy_all(
-        self, *, force: bool = False, on_progress: ProgressCallback | None = None
+        self,
+        *,
+        force: bool = False,
+        on_progress: ProgressCallback | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
     ) -> FleetProgress:
         """Every VM of the provider and its shared resources; refused while VMs are
-        assigned unless ``force``."""
-        return self._run("destroy", 0, lambda: self._plans.destroy(force), on_progress)
+        assigned unless ``force``. ``reason`` and ``actor`` are recorded with it."""
+        plan = lambda: self._plans.destroy(force)  # noqa: E731
+        return self._run("destroy", 0, plan, on_progress, reason=reason, actor=actor)
 
     def start(
         self, operation: Callable[..., FleetProgress], *args: Any, **kwargs: Any
@@ -186,6 +192,13 @@ class Fleet:
         name = validate_hostname(hostname)
         plan = lambda: self._plans.heal(name, action, reason)  # noqa: E731
         return self._run("heal", None, plan, on_progress, reason=reason, actor=actor)
+
+    def present(self) -> set[str] | None:
+        """The VMs whose machine exists, where the provider can tell cheaply (local
+        processes); None otherwise (asking Terraform's state each pass costs too much)."""
+        if isinstance(self.provider, ResumingProvider):
+            return self.provider.instances()
+        return None
 
     def resume(self) -> list[str]:
         """At start: VMs whose processes stopped with the last server start again (local

@@ -78,11 +78,13 @@ class LocalProvider:
         record_dir: Path,
         python: str = sys.executable,
         stop_timeout: float = 10.0,
+        heartbeat_seconds: float = 15.0,
     ) -> None:
         self.allocator_url = allocator_url.rstrip("/")
         self.record_dir = Path(record_dir)
         self.python = python
         self.stop_timeout = stop_timeout
+        self.heartbeat_seconds = heartbeat_seconds
         self._engine = engine
         # Called for every process started: a fresh credential each time, so a stopped
         # process's credential (left in /proc or a core file) is dead for its successor.
@@ -165,7 +167,10 @@ class LocalProvider:
         name = validate_hostname(hostname)
         argv = [self.python, "-m", CLIENT_MODULE, "--allocator-url", self.allocator_url]
         argv += ["--hostname", name, "--dry-run", "--record", str(self.record_path(name))]
+        argv += ["--heartbeat-seconds", str(self.heartbeat_seconds)]
         env = {key: os.environ[key] for key in _PASSED_ENV if key in os.environ}
+        # Each process gets a fresh credential: the one its predecessor saved is dead.
+        self.record_path(name).with_name(f"{name}.jsonl.credential").unlink(missing_ok=True)
         # The credential goes in the environment: argv is readable by every local user.
         env.update(LABLINK_VM_CREDENTIAL=self._issue_credential(name), PYTHONUNBUFFERED="1")
         with self._lock:

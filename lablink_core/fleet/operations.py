@@ -313,6 +313,23 @@ class FleetTable:
         with self._engine.begin() as connection:
             return list(connection.execute(statement, {"names": list(names)}).scalars())
 
+    def mark_healing(self, hostname: str, action: str, reason: str) -> None:
+        """A heal action starts: the VM is out of the pool until it is back (its next poll
+        or "ready" report clears ``healing``). A recycled VM's replacement is a new start,
+        not a repair, so it does not count as one."""
+        statement = text(
+            f"UPDATE {self._table} SET waiting = false, healing_since = now(), "  # noqa: S608
+            "healing = :healing, status_reason = :reason, "
+            "heal_attempts = CASE WHEN status = 'recycling' THEN 0 ELSE heal_attempts + 1 END, "
+            "status = CASE WHEN status = 'recycling' THEN 'booting' ELSE status END "
+            "WHERE hostname = :hostname"
+        )
+        healing = "rebooting" if action == "reboot" else "replacing"
+        with self._engine.begin() as connection:
+            connection.execute(
+                statement, {"hostname": hostname, "healing": healing, "reason": reason}
+            )
+
     def mark_stopped(self, names: Sequence[str], message: str) -> None:
         """VMs whose process is gone: not waiting, assigned ones no longer "connected"."""
         if not names:

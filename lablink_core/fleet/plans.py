@@ -144,6 +144,7 @@ class FleetPlanner:
             raise InvalidInput(f"the {provider.name} provider cannot {action} a VM")
 
         def run(log: LogCallback) -> None:
+            self._table.mark_healing(hostname, action, reason)
             if action == "reboot":
                 provider.reboot(hostname, log)
             else:

@@ -150,7 +150,13 @@ def test_a_returning_browser_sees_its_vm_renews_and_releases_it(
     waiting.join(timeout=15)
     assert box["r"].json()["code"] == "4/fresh" and box["r"].json()["pin"] == pin
 
+    page.get_by_role("button", name="Release this VM").click()  # asks first
+    expect(page.get_by_text(f"Release {hostname}?")).to_be_visible()
+    page.get_by_role("button", name="Keep it").click()
+    expect(page.get_by_test_id("hostname")).to_have_text(hostname)
+    assert holders(api) == {hostname: EMAIL}
     page.get_by_role("button", name="Release this VM").click()
+    page.get_by_role("button", name="Yes, release it").click()
     expect(page.get_by_text(f"{hostname} was released")).to_be_visible()
     expect(page.get_by_test_id("hostname")).to_have_count(0)
     assert holders(api) == {}
@@ -179,7 +185,7 @@ def test_a_released_seat_is_forgotten_by_the_browser(page: Page, api: RunningSer
     request_vm(page, api)
     released = httpx.post(f"{api.url}/api/vms/vm-a/release", auth=api.admin_auth(), timeout=10)
     assert released.status_code == 200
-    page.reload()
-    expect(page.get_by_text("has been released")).to_be_visible()
+    page.reload()  # the page says who took it back, and why
+    expect(page.get_by_text("Your VM vm-a was taken back: released by an admin.")).to_be_visible()
     expect(page.get_by_label("Email")).to_have_value(EMAIL)
     expect(page.get_by_label("Email")).to_be_enabled()

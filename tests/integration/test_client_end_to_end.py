@@ -81,8 +81,7 @@ def test_client_registers_gets_assigned_records_and_connects(
         "--code=4/e2e-code",
         "--redirect-url=https://remotedesktop.google.com/_/oauthredirect",
         "--name=vm-e2e",
-        f"--pin={seat['pin']}",
-    ]
+    ]  # the PIN goes to start-host on stdin, never in its arguments
     wait_until(
         lambda: (vm_row(api) or {}).get("status") == "connected", timeout=30, message="connected"
     )

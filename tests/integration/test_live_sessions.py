@@ -21,6 +21,8 @@ from dashboard.admin import pages as admin
 from dashboard.live import LiveVMTable, close_live_table, live_table
 from lablink_core.allocation import Allocator
 from lablink_core.config import LablinkConfig
+from lablink_core.credentials import SecretStore, VMCredentials
+from lablink_core.enrolment import VMEnrolment
 from lablink_core.listener import NotificationListener
 from lablink_core.localdb import free_port
 from lablink_core.vms import VMRegistry
@@ -40,10 +42,12 @@ def make_runtime(engine: Engine, database_url: str, data_dir: Path) -> SimpleNam
     """What the admin pages need from a Runtime, on the test's database, without a fleet."""
     config = LablinkConfig()
     config.app.data_dir = str(data_dir)
+    credentials = VMCredentials.from_store(SecretStore(engine))
     services = SimpleNamespace(
         engine=engine,
         registry=VMRegistry(engine, config.db.table_name),
-        allocator=Allocator(engine, config.db.table_name),
+        allocator=Allocator(engine, config.db.table_name, credentials=credentials),
+        enrolment=VMEnrolment(engine, config.db.table_name, credentials),
     )
     listener = NotificationListener(database_url, config.db.message_channel)
     return SimpleNamespace(config=config, services=services, listener=listener, fleet=None)

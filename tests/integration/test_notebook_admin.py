@@ -37,5 +37,6 @@ def test_admin_notebook_tours_the_local_fleet(
     assert "3 VMs available" in text
     assert "is connected" in text and "released lablink-vm-" in text
     assert "0 VMs left" in text
+    assert "scheduled daily at 18:00 Europe/Berlin" in text and "schedule removed" in text
     records = list((tmp_path / "data" / "local-vms").glob("*.jsonl"))
     assert any("4/0AbNotebookDemo" in r.read_text() for r in records)

@@ -346,7 +346,7 @@ def test_start_sh_first_start_restart_and_clean_stop(start_script: StartScript) 
     ).stdout.strip()
     reply = httpx.post(
         f"{script.url}/vm_startup",
-        json={"hostname": HOSTNAME},
+        json={"hostname": HOSTNAME, "generation": 0},
         headers={"Authorization": f"Bearer {credential}"},
         timeout=30,
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -16,7 +15,8 @@ import pytest
 
 from lablink_core.client import __main__ as cli
 from lablink_core.client.agent import AgentConfig, AllocatorRejected, VMAgent
-from lablink_core.client.runners import DryRunCrdRunner, SubprocessCrdRunner, gpu_health
+from lablink_core.client.machine import MachineState
+from lablink_core.client.runners import DryRunCrdRunner
 from lablink_core.client.transport import Backoff, Response, TransportError, UrllibTransport
 from lablink_core.crd import GOOGLE_REDIRECT_URL, START_HOST
 from lablink_core.errors import InvalidInput, Unauthorized
@@ -55,44 +55,65 @@ NOTHING = Response(204, None, {})
 
 
 def argv_for(code: str) -> list[str]:
-    return [
-        START_HOST,
-        f"--code={code}",
-        f"--redirect-url={GOOGLE_REDIRECT_URL}",
-        f"--name={HOST}",
-        f"--pin={PIN}",
-    ]
+    return [START_HOST, f"--code={code}", f"--redirect-url={GOOGLE_REDIRECT_URL}", f"--name={HOST}"]
+
+
+MACHINE = MachineState(
+    health="Tesla T4, 40, 3 %",
+    gpu_state="healthy",
+    gpu_utilization=3,
+    crd_active=False,
+    boot_id="5c2e0f7a-1b2c-4d3e-8f90-a1b2c3d4e5f6",
+    disk_free_pct=61,
+)
 
 
 @dataclass
 class FakeTransport:
-    """Answers /vm_startup from a script; sets `stop` once the script runs out."""
+    """Answers /vm_startup from a script; sets `stop` once the script runs out.
+
+    Status reports and log uploads are recorded and answered from `side_answers` (by path),
+    else 200; `sent` keeps every request's path, body and Authorization header in order.
+    """
 
     script: list[Script]
     stop: threading.Event
     polls: list[dict[str, object]] = field(default_factory=list)
     statuses: list[dict[str, object]] = field(default_factory=list)
+    logs: list[dict[str, object]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    sent: list[tuple[str, dict[str, object], str | None]] = field(default_factory=list)
+    side_answers: dict[str, list[Script]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def post_json(
         self, url: str, body: Mapping[str, object], *, headers: Mapping[str, str], timeout: float
     ) -> Response:
+        path = url.removeprefix(URL)
         with self.lock:
             self.headers.append(dict(headers))
-            if url == f"{URL}/api/vm/status":
-                self.statuses.append(dict(body))
-                return Response(200, {"ok": True}, {})
-            assert url == f"{URL}/vm_startup"
+            self.sent.append((path, json.loads(json.dumps(body)), headers.get("Authorization")))
+            if path != "/vm_startup":
+                kept = {"/api/vm/status": self.statuses, "/api/vm/logs": self.logs}.get(path)
+                if kept is not None:
+                    kept.append(dict(body))
+                queued = self.side_answers.get(path)
+                side = queued.pop(0) if queued else Response(200, {"ok": True}, {})
+                return _answer(side)
+            assert timeout == 75
             assert timeout == 75
             self.polls.append(dict(body))
             item = self.script.pop(0) if self.script else None
         if item is None:
             self.stop.set()
             return NOTHING
-        if isinstance(item, Exception):
-            raise item
-        return item() if callable(item) else item
+        return _answer(item)
+
+
+def _answer(item: Script) -> Response:
+    if isinstance(item, Exception):
+        raise item
+    return item() if callable(item) else item
 
 
 @dataclass
@@ -133,7 +154,7 @@ def make(
         runner=runner,
         sleep=sleeps.append,
         random=random,
-        health=lambda: "Tesla T4, 40, 3 %",
+        probe=lambda: MACHINE,
     )
     return Harness(agent, transport, runner, sleeps, stop)
 
@@ -151,6 +172,7 @@ def test_first_poll_204_then_task_starts_exact_argv(tmp_path: Path) -> None:
     start, stop = h.records()
     assert start["event"] == "start" and start["argv"] == argv_for(CODE)
     assert (start["code"], start["pin"]) == (CODE, PIN)
+    assert not any(PIN in arg for arg in start["argv"])  # the PIN travels apart from argv
     assert stop["event"] == "stop"  # run() stops the CRD process on the way out
     assert not h.runner.running
 
@@ -285,6 +307,11 @@ def test_heartbeat_posts_current_status_and_health(tmp_path: Path) -> None:
         "in_use": False,
         "health": "Tesla T4, 40, 3 %",
         "message": None,
+        "gpu_state": "healthy",
+        "gpu_utilization": 3,
+        "crd_active": False,
+        "boot_id": "5c2e0f7a-1b2c-4d3e-8f90-a1b2c3d4e5f6",
+        "disk_free_pct": 61,
     }
 
 
@@ -330,20 +357,6 @@ def test_config_rejects_unsafe_values() -> None:
         AgentConfig(URL, HOST, "abc\r\nX-Evil: 1")
     with pytest.raises(InvalidInput, match="hostname"):
         AgentConfig(URL, "vm_1; id", CREDENTIAL)
-
-
-def test_subprocess_runner_starts_and_stops_a_real_process() -> None:
-    runner = SubprocessCrdRunner(grace_seconds=2)
-    runner.start([sys.executable, "-c", "import time; time.sleep(30)"])
-    assert runner.running
-    runner.stop()
-    assert not runner.running
-
-
-def test_gpu_health_without_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shutil.which", lambda name: None)
-    assert gpu_health(dry_run=True) == "no GPU (dry run)"
-    assert gpu_health() == "nvidia-smi not found"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -403,10 +416,31 @@ def test_urllib_transport_connection_refused(loopback: str) -> None:
         UrllibTransport().post_json(dead, {}, headers={}, timeout=5)
 
 
+CLIENT_VARIABLES = (
+    "LABLINK_ALLOCATOR_URL",
+    "LABLINK_HOSTNAME",
+    "LABLINK_VM_CREDENTIAL",
+    "LABLINK_RECORD",
+    "LABLINK_CREDENTIAL_FILE",
+    "LABLINK_ENROLMENT_TOKEN",
+    "LABLINK_REPOSITORY",
+    "LABLINK_BOOT_LOG",
+    "LABLINK_DESKTOP_DIR",
+    "LABLINK_DESKTOP_USER",
+    "LABLINK_DESKTOP_STATE_FILE",
+    "ALLOCATOR_URL",
+    "API_TOKEN",
+    "VM_NAME",
+    "TUTORIAL_REPO_TO_CLONE",
+)
+
+
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("ALLOCATOR_URL", "HOSTNAME", "VM_CREDENTIAL", "RECORD"):
-        monkeypatch.delenv(f"LABLINK_{name}", raising=False)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No client variable set, and a private state folder for the credential file."""
+    for name in CLIENT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     return monkeypatch
 
 
@@ -417,6 +451,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         (["--allocator-url", URL], {}, "credential is required"),
         (["--hostname", "bad_name"], {"LABLINK_VM_CREDENTIAL": CREDENTIAL}, "hostname"),
         (["--allocator-url", "ftp://x"], {"LABLINK_VM_CREDENTIAL": CREDENTIAL}, "http"),
+        (
+            [],
+            {"LABLINK_VM_CREDENTIAL": CREDENTIAL, "LABLINK_DESKTOP_USER": "no-such-user-x"},
+            "LABLINK_DESKTOP_USER",
+        ),
     ],
 )
 def test_main_setting_errors_exit_2(
@@ -457,4 +496,44 @@ def test_main_reads_environment(clean_env: pytest.MonkeyPatch, tmp_path: Path) -
         CREDENTIAL,
     )
     assert config.record_path == tmp_path / "r.jsonl" and config.heartbeat_seconds == 5
+    assert config.credential_file == tmp_path / "r.jsonl.credential"  # per VM, not per home
+    assert config.desktop_state_path == tmp_path / "r.jsonl.desktop"
     assert isinstance(agent.runner, DryRunCrdRunner)
+
+
+def test_main_accepts_the_original_clients_variable_names(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: list[VMAgent] = []
+    clean_env.setattr(cli, "_run_until_signal", lambda agent: seen.append(agent) or 0)
+    clean_env.setenv("ALLOCATOR_URL", URL)
+    clean_env.setenv("API_TOKEN", CREDENTIAL)
+    clean_env.setenv("VM_NAME", "Lablink-VM-3")
+    clean_env.setenv("TUTORIAL_REPO_TO_CLONE", "https://github.com/example/tutorial.git")
+    assert cli.main(["--dry-run", "--record", str(tmp_path / "r.jsonl")]) == 0
+    config = seen[0].config
+    assert (config.allocator_url, config.credential, config.hostname) == (
+        URL,
+        CREDENTIAL,
+        "lablink-vm-3",
+    )
+    assert config.repository == "https://github.com/example/tutorial.git"
+    # The LabLink names win over the original ones.
+    clean_env.setenv("LABLINK_HOSTNAME", "vm-9")
+    clean_env.setenv("TUTORIAL_REPO_TO_CLONE", "None")  # what old Terraform sent for "none"
+    assert cli.main(["--dry-run", "--record", str(tmp_path / "r.jsonl")]) == 0
+    assert (seen[1].config.hostname, seen[1].config.repository) == ("vm-9", None)
+
+
+def test_main_live_default_credential_file_is_under_xdg_state_home(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: list[VMAgent] = []
+    clean_env.setattr(cli, "_run_until_signal", lambda agent: seen.append(agent) or 0)
+    clean_env.setenv("LABLINK_ALLOCATOR_URL", URL)
+    clean_env.setenv("LABLINK_VM_CREDENTIAL", CREDENTIAL)
+    assert cli.main([]) == 0
+    assert seen[0].config.credential_file == tmp_path / "state" / "lablink" / "credential"
+    clean_env.setenv("LABLINK_CREDENTIAL_FILE", str(tmp_path / "elsewhere"))
+    assert cli.main([]) == 0
+    assert seen[1].config.credential_file == tmp_path / "elsewhere"

@@ -1,13 +1,12 @@
-"""The image's files, checked without Docker (it cannot build here): Dockerfile essentials,
-.dockerignore, environment.yml, and start.sh's shell hygiene."""
+"""The images' files, checked without Docker (it cannot build here): the allocator's
+Dockerfile, .dockerignore, environment.yml and start.sh, and the client image's
+(client-image/)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -145,9 +144,67 @@ def test_start_sh_is_executable_strict_bash() -> None:
     assert "\nset -euo pipefail\n" in text
 
 
-def test_start_sh_passes_shellcheck() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-    result = subprocess.run([shellcheck, str(REPO / "start.sh")], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
+# shellcheck runs on start.sh, with every other shell script, in tests/unit/test_lint.py.
+
+
+CLIENT_IMAGE = REPO / "client-image"
+
+
+@pytest.fixture(scope="module")
+def client_dockerfile() -> list[tuple[str, str]]:
+    return instructions(CLIENT_IMAGE / "Dockerfile")
+
+
+def test_client_image_is_a_pinned_cuda_runtime_ubuntu(
+    client_dockerfile: list[tuple[str, str]],
+) -> None:
+    bundle_stage, final = arguments(client_dockerfile, "FROM")
+    assert bundle_stage == "python:3.12-slim-bookworm AS bundle"
+    assert re.fullmatch(r"nvidia/cuda:12\.\d+\.\d+-runtime-ubuntu22\.04", final)
+    assert declared(client_dockerfile, "ENV")["NVIDIA_DRIVER_CAPABILITIES"] == "all"
+
+
+def test_client_image_installs_crd_of_a_pinned_major_xfce_and_tini(
+    client_dockerfile: list[tuple[str, str]],
+) -> None:
+    assert re.fullmatch(r"\d{3}", declared(client_dockerfile, "ARG")["CRD_MAJOR"])
+    (install,) = [r for r in arguments(client_dockerfile, "RUN") if "chrome-remote-desktop=" in r]
+    assert '"chrome-remote-desktop=${CRD_MAJOR}.*"' in install
+    assert "https://dl.google.com/linux/chrome-remote-desktop/deb stable main" in install
+    assert "signed-by=/usr/share/keyrings/google-linux.gpg" in install
+    for package in ("xfce4", "dbus-x11", "python3", "git", "tini", "util-linux"):
+        assert f" {package} " in f" {install} "
+    assert "rm -rf /var/lib/apt/lists/*" in install
+
+
+def test_client_image_runs_the_bundled_client_for_a_non_root_desktop_user(
+    client_dockerfile: list[tuple[str, str]],
+) -> None:
+    runs = arguments(client_dockerfile, "RUN")
+    assert "python -m lablink_core.client_bundle /lablink-client.pyz" in runs
+    (user,) = [r for r in runs if "useradd" in r]
+    assert '--uid "${DESKTOP_UID}"' in user and "usermod -aG chrome-remote-desktop" in user
+    assert declared(client_dockerfile, "ENV")["LABLINK_DESKTOP_USER"] == "${DESKTOP_USER}"
+    copies = arguments(client_dockerfile, "COPY")
+    assert "--from=bundle /lablink-client.pyz /usr/local/bin/lablink-client" in copies
+    assert "lablink_core/ /src/lablink_core/" in copies  # only the package, no server state
+    (entrypoint,) = arguments(client_dockerfile, "ENTRYPOINT")
+    assert json.loads(entrypoint) == ["/usr/bin/tini", "--", "/usr/local/bin/lablink-entrypoint"]
+    assert json.loads(arguments(client_dockerfile, "CMD")[0]) == ["lablink-client"]
+    for keyword in ("ENV", "ARG"):
+        for name, value in declared(client_dockerfile, keyword).items():
+            assert not SECRET_NAME.search(name + value), f"{keyword} {name} looks like a secret"
+
+
+def test_crd_session_starts_xfce() -> None:
+    session = (CLIENT_IMAGE / "chrome-remote-desktop-session").read_text()
+    assert session == "exec /etc/X11/Xsession /usr/bin/xfce4-session\n"
+
+
+def test_client_entrypoint_prepares_crd_and_execs_the_client() -> None:
+    script = CLIENT_IMAGE / "entrypoint.sh"
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n") and "\nset -euo pipefail\n" in text
+    assert 'install -d -m 0700 -o "$uid" -g "$gid" "/run/user/$uid"' in text
+    assert "exec /usr/local/bin/lablink-client" in text
