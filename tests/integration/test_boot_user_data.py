@@ -198,6 +198,13 @@ def vm_host(tmp_path: Path) -> Iterator[VmHost]:
     host.stop_client()
 
 
+def boot_lines(server: RunningServer, hostname: str) -> list[str]:
+    """The boot lines the VM shipped (POST /api/vm/logs), as its admin reads them."""
+    reply = httpx.get(f"{server.url}/api/vms/{hostname}/logs", auth=server.admin_auth())
+    reply.raise_for_status()
+    return [entry["line"] for entry in reply.json()["lines"] if entry["source"] == "boot"]
+
+
 def vm_row(server: RunningServer, hostname: str) -> dict[str, Any]:
     reply = httpx.get(f"{server.url}/api/vms", auth=server.admin_auth(), timeout=10)
     rows = {row["hostname"]: row for row in reply.json()["vms"]}
@@ -239,6 +246,9 @@ def test_a_vm_enrols_starts_its_client_and_runs_the_assigned_command(
     console = booted.stdout + booted.stderr
     assert credential not in console and credential not in vm_host.boot_log.read_text()
     assert "started the client container" in vm_host.boot_log.read_text()
+    shipped = boot_lines(server, "lablink-vm-001")
+    assert "started the client container" in shipped[-1]
+    assert not any(credential in line or "lve1." in line for line in shipped)
 
     # Whoever reads the user_data from EC2 now gets a used token: no credential, no access.
     token = re.search(r"^ENROLMENT_TOKEN='([^']+)'$", script, re.MULTILINE)
@@ -282,6 +292,9 @@ def test_a_failed_pull_is_the_vms_error_and_a_used_token_is_refused(
     assert f"manifest unknown: {IMAGE}" in row["status_message"]
     assert "manifest unknown" in failed.stderr
     assert "manifest unknown" in vm_host.boot_log.read_text()
+    shipped = boot_lines(server, "lablink-vm-002")
+    assert [line for line in shipped if "(attempt 1 of 3)" in line]
+    assert shipped[-1].endswith(row["status_message"])
 
     again = vm_host.boot(script)  # the token was used by the first boot
     assert again.returncode == 1
