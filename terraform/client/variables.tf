@@ -34,7 +34,7 @@ variable "ami_id" {
 variable "client_image" {
   description = "Docker image each client VM runs."
   type        = string
-  default     = "ghcr.io/talmolab/lablink-client-base-image:latest"
+  default     = "ghcr.io/talmolab/lablink-allocator-client:0.2.0"
 
   validation {
     condition     = can(regex("^[a-z0-9][a-z0-9._/:@-]*$", var.client_image))

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from lablink_core.allocation import Allocator
 from lablink_core.aws_credentials import AwsCredentials, AwsCredentialStore
-from lablink_core.config import LablinkConfig, load_config
+from lablink_core.config import HealthConfig, LablinkConfig, load_config
 from lablink_core.enrolment import VMEnrolment
 from lablink_core.fleet import Fleet, FleetOperationFailed, FleetProgress
 from lablink_core.fleet.aws import (
@@ -32,7 +32,9 @@ from lablink_core.fleet.aws import (
 from lablink_core.fleet.operations import lock_is_held
 from lablink_core.fleet.state import fleet_state
 from lablink_core.fleet.terraform import TerraformRunner
-from lablink_core.vms import VMRegistry
+from lablink_core.healing import Healer
+from lablink_core.vm_actions import ActionLog
+from lablink_core.vms import VMRegistry, utc_now
 from tests.fixtures.aws import MotoServer, RecordingRunner, ec2_for
 from tests.fixtures.aws import aws_environment as moto_environment
 from tests.integration.test_allocation import crd
@@ -162,8 +164,25 @@ def assert_no_secret_leaked(setup: AwsFleet) -> None:
 
 
 @pytest.mark.terraform
+def mark_errored(engine: Engine, hostname: str, since_minutes: float = 0) -> None:
+    """The VM reported an error (and, with ``since_minutes``, its last repair began then)."""
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE vms SET status = 'error', status_message = 'start-host failed', "
+                "healing_since = CASE WHEN :ago > 0 THEN now() - make_interval(mins => :ago) "
+                "ELSE healing_since END WHERE hostname = :h"
+            ),
+            {"h": hostname, "ago": since_minutes},
+        )
+
+
 def test_launch_heal_assign_scale_and_destroy(
-    aws_fleet: AwsFleet, ec2_client: Any, allocator: Allocator, enrolment: VMEnrolment
+    aws_fleet: AwsFleet,
+    ec2_client: Any,
+    allocator: Allocator,
+    enrolment: VMEnrolment,
+    engine: Engine,
 ) -> None:
     setup, fleet = aws_fleet, aws_fleet.fleet
     began = time.monotonic()
@@ -183,22 +202,31 @@ def test_launch_heal_assign_scale_and_destroy(
     first_tokens = {name: enrolment_token(user_data(ec2_client, ids[name])) for name in NAMES}
     assert first_tokens == setup.tokens.issued[0]
 
-    # The healer reboots a VM: the same instance, running.
-    rebooted = fleet.heal("lablink-vm-001", "reboot", reason="no heartbeat for 10 minutes")
-    assert rebooted.state == "succeeded" and rebooted.kind == "heal"
+    # The VM reports an error: the healer (its own pass, as the maintenance loop runs it)
+    # reboots it first: the same instance, running.
+    healer = Healer(engine, "vms", fleet, ActionLog(engine, "vms"), HealthConfig())
+    mark_errored(engine, "lablink-vm-001")
+    assert [(d.hostname, d.action) for d in healer.pass_once(utc_now())] == [
+        ("lablink-vm-001", "reboot")
+    ]
     assert instances(ec2_client)["lablink-vm-001"]["InstanceId"] == ids["lablink-vm-001"]
     assert instances(ec2_client)["lablink-vm-001"]["State"]["Name"] == "running"
     assert f"rebooting lablink-vm-001 ({ids['lablink-vm-001']})" in fleet.operations()[0]["log"]
+    assert healer.pass_once(utc_now()) == []  # given time to come back
 
-    # Then replaces it: a new instance under the same name with a new token; no other
-    # instance touched, and only one token issued.
-    replaced = fleet.heal("lablink-vm-001", "replace", reason="still silent after a reboot")
-    assert replaced.state == "succeeded" and replaced.done == replaced.planned == 1
+    # Still errored once the reboot's grace is over: replaced. A new instance under the same
+    # name with a new token; no other instance touched, and only one token issued.
+    mark_errored(engine, "lablink-vm-001", since_minutes=20)
+    [replace] = healer.pass_once(utc_now())
+    assert (replace.hostname, replace.action) == ("lablink-vm-001", "replace")
+    assert fleet.operations()[0]["state"] == "succeeded" and fleet.operations()[0]["done"] == 1
     now = instances(ec2_client)
     assert now["lablink-vm-001"]["InstanceId"] != ids["lablink-vm-001"]
     assert {name: now[name]["InstanceId"] for name in NAMES[1:]} == {
         name: ids[name] for name in NAMES[1:]
     }
+    reasons = [a["reason"] for a in ActionLog(engine, "vms").for_vm("lablink-vm-001")]
+    assert reasons == ["it reported an error: start-host failed"] * 2
     [fresh] = setup.tokens.issued[1:]
     assert list(fresh) == ["lablink-vm-001"]
     new_token = enrolment_token(user_data(ec2_client, now["lablink-vm-001"]["InstanceId"]))
