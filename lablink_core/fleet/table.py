@@ -47,13 +47,22 @@ class FleetTable:
             f"UPDATE {self._table} SET waiting = false, healing_since = now(), "  # noqa: S608
             "healing = :healing, status_reason = :reason, "
             "heal_attempts = CASE WHEN status = 'recycling' THEN 0 ELSE heal_attempts + 1 END, "
-            "status = CASE WHEN status = 'recycling' THEN 'booting' ELSE status END "
+            # A replacement is a new machine: it boots, with a GPU nobody has judged yet.
+            "status = CASE WHEN status = 'recycling' OR (:replace AND user_email IS NULL) "
+            "THEN 'booting' ELSE status END, "
+            "health_state = CASE WHEN :replace THEN 'unknown' ELSE health_state END "
             "WHERE hostname = :hostname"
         )
         healing = "rebooting" if action == "reboot" else "replacing"
         with self._engine.begin() as connection:
             connection.execute(
-                statement, {"hostname": hostname, "healing": healing, "reason": reason}
+                statement,
+                {
+                    "hostname": hostname,
+                    "healing": healing,
+                    "reason": reason,
+                    "replace": action == "replace",
+                },
             )
 
     def mark_stopped(self, names: Sequence[str], message: str) -> None:
