@@ -58,7 +58,7 @@ class FleetCost:
         return None if self.each is None else self.each * self.count
 
     def describe(self) -> str:
-        """One line for the pages, e.g. "3 VMs of g4dn.xlarge at $0.53/h: about $1.58/h"."""
+        """One line for the pages, e.g. "3 g4dn.xlarge VMs at $0.53/h each: about $1.58/h"."""
         if self.provider == "local":
             return "Local fleet: no cloud charges."
         if self.each is None:

@@ -27,7 +27,7 @@ def test_a_local_fleet_costs_nothing() -> None:
 def test_an_aws_fleet_costs_count_times_the_price() -> None:
     cost = fleet_cost("aws", "g4dn.xlarge", 3)
     assert cost.total == pytest.approx(3 * 0.526)
-    assert cost.describe() == "3 VMs of g4dn.xlarge at $0.53/h: about $1.58/h"
+    assert cost.describe() == "3 g4dn.xlarge VMs at $0.53/h each: about $1.58/h"
     assert dollars(0.0104) == "$0.0104" and dollars(1234.5) == "$1,234.50"
 
 
