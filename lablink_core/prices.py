@@ -66,8 +66,8 @@ class FleetCost:
                 f"No price known for {self.machine_type} (add it to fleet.hourly_prices to "
                 "see an estimate)."
             )
-        vms = f"{self.count} VM{'s' if self.count != 1 else ''} of {self.machine_type}"
-        return f"{vms} at {dollars(self.each)}/h: about {dollars(self.total or 0.0)}/h"
+        vms = f"{self.count} {self.machine_type} VM{'s' if self.count != 1 else ''}"
+        return f"{vms} at {dollars(self.each)}/h each: about {dollars(self.total or 0.0)}/h"
 
 
 def dollars(amount: float) -> str:
