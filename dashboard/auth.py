@@ -1,52 +1,76 @@
-"""The admin login, built on Panel's basic auth: a login page, then a signed ``user`` cookie.
+"""The admin login, built on Panel's basic auth: a login page, then a server-side session.
 
 Panel's :class:`~panel.auth.BasicAuthProvider` compares passwords in plain text; here the login
-handler checks the bcrypt hash held by ``runtime.admin`` instead, and pages are split in two:
+handler checks the bcrypt hash held by ``runtime.admin`` instead (throttled per address and per
+user, on an executor of its own: :mod:`dashboard.login`), makes a row in
+``lablink_admin_sessions`` and puts its random token in the signed ``lablink_admin`` cookie.
+Every admin check asks whether that session is still live, so ``/logout`` and a password
+change end it. Pages are split in two:
 
 * public (``/`` and everything not under an admin path): anyone is let in as ``guest``;
-* admin (any path whose first segment starts with ``admin``): the signed cookie is required,
+* admin (any path whose first segment starts with ``admin``): a live session is required,
   for the page, its websocket and its autoload script alike.
 
-``pn.config.authorize_callback`` adds a second, fail-closed check on every page request: a page
-that is not listed as public needs the admin cookie, and without a cookie secret it answers 403.
-Admin Tornado handlers verify the same cookie with :func:`admin_from_cookie`.
+Websocket upgrades whose Origin is not allowed (:mod:`dashboard.security_headers`) are refused
+on every path. ``pn.config.authorize_callback`` adds a second, fail-closed check on every page
+request: a page not listed as public needs the admin session, and without a cookie secret it
+answers 403.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import panel as pn
-from panel.auth import BasicAuthProvider, BasicLoginHandler
-from panel.util import base64url_encode
-from tornado.escape import url_escape
-from tornado.web import RedirectHandler, RequestHandler, decode_signed_value
+from panel.auth import BasicAuthProvider
+from panel.io.server import AutoloadJsHandler
+from tornado.web import Application, RedirectHandler, RequestHandler
 
+from dashboard.admin_cookie import (
+    DEFAULT_NEXT,
+    LOGIN_ENDPOINT,
+    LOGOUT_ENDPOINT,
+    PUBLIC_PAGES,
+    SESSION_COOKIE,
+    USER_COOKIE,
+    WRONG_LOGIN,
+    admin_from_cookie,
+    needs_login,
+    safe_next_url,
+    session_token,
+)
+from dashboard.login import LablinkLoginHandler, LablinkLogoutHandler
 from dashboard.runtime import Runtime
+from dashboard.security_headers import websocket_origin_allowed
 
 log = logging.getLogger(__name__)
 
-LOGIN_ENDPOINT = "/login"
-LOGOUT_ENDPOINT = "/logout"
-USER_COOKIE = "user"
-PUBLIC_PAGES = frozenset({"/", "/home"})
-DEFAULT_NEXT = "/admin"
+__all__ = [
+    "DEFAULT_NEXT",
+    "LOGIN_ENDPOINT",
+    "LOGOUT_ENDPOINT",
+    "PUBLIC_PAGES",
+    "SESSION_COOKIE",
+    "USER_COOKIE",
+    "WRONG_LOGIN",
+    "LablinkAuthProvider",
+    "admin_from_cookie",
+    "configure_auth",
+    "cookie_secret_for",
+    "guard_autoload_scripts",
+    "login_routes",
+    "make_authorize",
+    "needs_login",
+    "safe_next_url",
+    "session_token",
+]
+
 COOKIE_SECRET_NAME = "cookie-secret"  # noqa: S105 (the name of a stored secret)
-WRONG_LOGIN = "Wrong user name or password."
-
-
-def needs_login(path: str) -> bool:
-    """True for admin paths: the first segment starts with "admin" (``/admin``, ``/admin/ws``,
-    ``/admin/create``, and ``/admin_create`` as ``panel serve`` names page files)."""
-    first = path.lstrip("/").split("/", 1)[0].lower()
-    return first.startswith("admin")
 
 
 def cookie_secret_for(runtime: Runtime) -> str:
@@ -56,29 +80,6 @@ def cookie_secret_for(runtime: Runtime) -> str:
     if configured:
         return hmac.new(configured.encode(), b"lablink-cookie-secret", hashlib.sha256).hexdigest()
     return runtime.services.secrets.get_or_create(COOKIE_SECRET_NAME)
-
-
-def admin_from_cookie(
-    runtime: Runtime, signed_value: str | bytes | None, secret: str | bytes | None
-) -> str | None:
-    """The admin user named by a signed ``user`` cookie, or None (no secret, bad signature,
-    expired, or a user who is not the configured admin)."""
-    if not signed_value or not secret:
-        return None
-    decoded = decode_signed_value(
-        secret, USER_COOKIE, signed_value, max_age_days=pn.config.oauth_expiry
-    )
-    if decoded is None:
-        return None
-    user = decoded.decode("utf-8", "replace")
-    return user if hmac.compare_digest(user.encode(), runtime.admin.user.encode()) else None
-
-
-def safe_next_url(url: str | None) -> str:
-    """Where to go after logging in: a local admin path (all a login unlocks), else /admin."""
-    if not url or not url.startswith("/") or url.startswith("//") or "\\" in url:
-        return DEFAULT_NEXT
-    return url if needs_login(urlsplit(url).path) else DEFAULT_NEXT
 
 
 def login_url_for(path: str) -> str:
@@ -91,59 +92,15 @@ def login_routes() -> list[tuple[str, type[RequestHandler], dict[str, Any]]]:
     return [(r"/admin/(?:.+/)?login", RedirectHandler, {"url": LOGIN_ENDPOINT, "permanent": False})]
 
 
-class LablinkLoginHandler(BasicLoginHandler):
-    """Panel's login page; the POST checks the admin's bcrypt hash off the event loop."""
-
-    runtime_ref: ClassVar[Callable[[], Runtime]]
-
-    async def post(self) -> None:
-        username = self.get_argument("username", "")
-        password = self.get_argument("password", "")
-        if await self._verify(username, password):
-            self.set_current_user(username)
-            next_url = safe_next_url(self.get_cookie("next_url"))
-            self.clear_cookie("next_url")
-            self.redirect(next_url)
-            return
-        log.warning("failed admin login from %s", self.request.remote_ip)
-        self.redirect(f"{LOGIN_ENDPOINT}?error={url_escape(WRONG_LOGIN)}")
-
-    async def _verify(self, username: str, password: str) -> bool:
-        try:
-            admin = type(self).runtime_ref().admin
-        except RuntimeError:
-            log.error("login refused: the LabLink runtime is not set up in this process")
-            return False
-        if not self.settings.get("cookie_secret"):
-            log.error("login refused: no cookie secret is configured")
-            return False
-        # bcrypt takes tens of milliseconds: keep it off the loop and off the database pool.
-        return await asyncio.to_thread(admin.check_password, username, password)
-
-    def set_current_user(self, user: str) -> None:
-        options: dict[str, Any] = {
-            "expires_days": pn.config.oauth_expiry,
-            "httponly": True,
-            "path": pn.config.cookie_path,
-            "samesite": "Lax",
-            "secure": self.request.protocol == "https",
-        }
-        self.clear_cookie("is_guest", path=pn.config.cookie_path)
-        self.set_secure_cookie(USER_COOKIE, user, **options)
-        # Panel reads the user's name for state.user_info from this one.
-        self.set_secure_cookie("id_token", base64url_encode(json.dumps({"user": user})), **options)
-
-
 class LablinkAuthProvider(BasicAuthProvider):
-    """Panel's basic auth provider with the hash-checking login and path-based guest access."""
+    """Panel's basic auth provider with the hash-checking login, server-side sessions,
+    path-based guest access and the websocket Origin check."""
 
     def __init__(self, runtime: Callable[[], Runtime]) -> None:
         self._runtime = runtime
-        self._login_class = type(
-            "LablinkLoginHandler",
-            (LablinkLoginHandler,),
-            {"runtime_ref": staticmethod(runtime), "_login_endpoint": LOGIN_ENDPOINT},
-        )
+        handler_settings = {"runtime_ref": staticmethod(runtime), "_login_endpoint": LOGIN_ENDPOINT}
+        self._login_class = type("LablinkLoginHandler", (LablinkLoginHandler,), handler_settings)
+        self._logout_class = type("LablinkLogoutHandler", (LablinkLogoutHandler,), handler_settings)
         super().__init__(login_endpoint=LOGIN_ENDPOINT, logout_endpoint=LOGOUT_ENDPOINT)
 
     def _allow_guest(self, uri: str) -> bool:
@@ -157,12 +114,16 @@ class LablinkAuthProvider(BasicAuthProvider):
         return self._user_of
 
     def _user_of(self, handler: RequestHandler) -> str | None:
-        """The admin if the request carries a valid cookie; else ``guest`` on public paths."""
+        """The admin if the request carries a live session; else ``guest`` on public paths.
+        Bokeh calls this on its executor, so the session lookup may query the database."""
+        if not websocket_origin_allowed(handler):
+            log.warning("refused a websocket from origin %r", handler.request.headers.get("Origin"))
+            return None
         user = None
         try:
             user = admin_from_cookie(
                 self._runtime(),
-                handler.get_cookie(USER_COOKIE),
+                handler.get_cookie(SESSION_COOKIE),
                 handler.application.settings.get("cookie_secret"),
             )
         except RuntimeError:
@@ -176,13 +137,23 @@ class LablinkAuthProvider(BasicAuthProvider):
         handler.request.cookies["is_guest"] = "1"  # type: ignore[assignment]
         if handler.request.headers.get("Upgrade", "").lower() != "websocket":
             handler.set_cookie(
-                "is_guest", "1", expires_days=pn.config.oauth_expiry, path=pn.config.cookie_path
+                "is_guest",
+                "1",
+                expires_days=pn.config.oauth_expiry,
+                path=pn.config.cookie_path,
+                httponly=True,
+                samesite="Lax",
+                secure=handler.request.protocol == "https",
             )
         return "guest"
 
     @property
     def login_handler(self) -> type[RequestHandler]:
         return self._login_class
+
+    @property
+    def logout_handler(self) -> type[RequestHandler]:
+        return self._logout_class
 
 
 def make_authorize(runtime: Callable[[], Runtime]) -> Callable[[Any, str], bool | str]:
@@ -194,7 +165,7 @@ def make_authorize(runtime: Callable[[], Runtime]) -> Callable[[Any, str], bool 
             return True
         secret = pn.config.cookie_secret
         try:
-            user = admin_from_cookie(runtime(), pn.state.cookies.get(USER_COOKIE), secret)
+            user = admin_from_cookie(runtime(), pn.state.cookies.get(SESSION_COOKIE), secret)
         except RuntimeError:
             return False
         if user is not None:
@@ -202,6 +173,29 @@ def make_authorize(runtime: Callable[[], Runtime]) -> Callable[[Any, str], bool 
         return login_url_for(path) if secret else False
 
     return authorize
+
+
+class GuardedAutoloadJsHandler(AutoloadJsHandler):
+    """Panel's autoload script handler, answering a stranger 403 instead of crashing (Panel's
+    own awaits the login redirect that ``@authenticated`` returns: a traceback per request)."""
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if not self.current_user:
+            self.send_error(403)
+            return
+        await super().get(*args, **kwargs)
+
+
+def guard_autoload_scripts(app: Application) -> None:
+    """Serve every page's ``autoload.js`` through :class:`GuardedAutoloadJsHandler`."""
+    for rule in app.wildcard_router.rules:
+        target = rule.target
+        if (
+            isinstance(target, type)
+            and issubclass(target, AutoloadJsHandler)
+            and not issubclass(target, GuardedAutoloadJsHandler)
+        ):
+            rule.target = GuardedAutoloadJsHandler
 
 
 def configure_auth(runtime: Runtime, runtime_ref: Callable[[], Runtime]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from dashboard.public_state import public_state
 from dashboard.researcher.state import RequestState, ResearcherServices
 from dashboard.researcher.view import RequestView
 from dashboard.runtime import Runtime, current
+from dashboard.signin import signed_in_email
 
 PageBuilder = Callable[[Runtime], Any]
 TOO_MANY_PAGES = "# LabLink\n\nToo many pages are open on this server right now. Try again soon."
@@ -48,15 +49,27 @@ def researcher_page(runtime: Runtime) -> Any:
         services.actions,
         services.access,
         runtime.config.session.warning_minutes,
+        limit=lambda email: runtime.limits.check(_session_address(), email),
     )
-    view = RequestView(state=RequestState(researcher, runtime.executor))
-    view.show_event_code(services.access.rule().mode == "code")
+    state = RequestState(researcher, runtime.executor)
+    state.signed_in = signed_in_email(pn.state.cookies.get, pn.config.cookie_secret)
+    view = RequestView(state=state)
+    mode = services.access.rule().mode
+    view.show_event_code(mode == "code")
+    view.show_signin(mode == "signin", state.signed_in)
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         view.attach(public, pn.state.cookies.get(SEAT_COOKIE))
     return view
 
 
 NAV_LINKS = [(title, url) for url, (title, _) in ADMIN_PAGES.items()]
+
+
+def _session_address() -> str:
+    """The address of the browser this session serves (as its HTTP request came)."""
+    context = pn.state.curdoc.session_context if pn.state.curdoc is not None else None
+    request = getattr(context, "request", None)
+    return str(getattr(request, "remote_ip", "") or "unknown")
 
 
 def page(url: str, runtime: Runtime) -> Any:

@@ -15,9 +15,11 @@ from tornado.web import RedirectHandler
 from dashboard.api.routes import api_routes
 from dashboard.pages import ADMIN_PAGES, app_route
 from dashboard.runtime import current
+from dashboard.signin import signin_routes
 
 ROUTES: list[tuple[str, type, dict[str, Any]]] = [
     *api_routes(current),
+    *signin_routes(current),
     *[
         (re.escape(url), RedirectHandler, {"url": app_route(url), "permanent": False})
         for url in ADMIN_PAGES

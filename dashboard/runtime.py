@@ -12,8 +12,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from dashboard.request_limits import RequestLimits
 from lablink_core.admin import AdminAccount, load_admin_account
-from lablink_core.config import LablinkConfig
+from lablink_core.config import AccessConfig, LablinkConfig
 from lablink_core.errors import LablinkError
 from lablink_core.fleet import Fleet, make_fleet, make_provider
 from lablink_core.listener import NotificationListener
@@ -52,6 +53,8 @@ class Runtime:
     # configured provider cannot be built, with the reason in fleet_error for the pages.
     fleet: Fleet | None = None
     fleet_error: str | None = None
+    # How fast one address or one email may ask for VMs (this process's buckets).
+    limits: RequestLimits = field(default_factory=lambda: RequestLimits(AccessConfig()))
 
     async def start(self) -> None:
         """Start listening and the loops of this process; call on the server's event loop."""
@@ -131,7 +134,9 @@ def build_runtime(config: LablinkConfig) -> Runtime:
         services.engine, services.secrets, config.app.admin_user, config.app.admin_password
     )
     executor = ThreadPoolExecutor(max_workers=config.db.pool_size, thread_name_prefix="lablink-db")
-    return Runtime(config, services, listener, waiters, executor, admin)
+    runtime = Runtime(config, services, listener, waiters, executor, admin)
+    runtime.limits = RequestLimits(config.access)
+    return runtime
 
 
 _current: Runtime | None = None

@@ -12,12 +12,16 @@ import panel as pn
 from bokeh.server.server import Server
 
 from dashboard.api.routes import api_routes
-from dashboard.auth import configure_auth, login_routes
+from dashboard.auth import configure_auth, guard_autoload_scripts, login_routes
+from dashboard.body_limit import refuse_large_bodies
 from dashboard.live import close_live_table
 from dashboard.pages import build_pages
 from dashboard.public_state import close_public_state
 from dashboard.runtime import Runtime, build_runtime, current, install
-from lablink_core.config import LablinkConfig
+from dashboard.security_headers import allowed_origins, bokeh_websocket_origins, harden_application
+from dashboard.signin import signin_routes
+from lablink_core.config import AppConfig, LablinkConfig
+from lablink_core.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -26,29 +30,56 @@ def create_server(
     config: LablinkConfig, *, port: int | None = None, address: str | None = None
 ) -> tuple[Server, Runtime]:
     """Build the runtime and a (not yet started) Panel server with the API routes."""
+    tls = tls_files(config.app)
+    chosen_port = config.app.port if port is None else port
+    origins = allowed_origins(
+        config.app.allowed_origins, config.app.public_url, chosen_port, https=tls is not None
+    )
     runtime = build_runtime(config)
     install(runtime)
     pages: dict[str, Callable[[], Any]] = build_pages(current)
     server = pn.serve(
         pages,
-        port=config.app.port if port is None else port,
+        port=chosen_port,
         address=address or config.app.host,
-        websocket_origin="*",
-        extra_patterns=api_routes(current) + login_routes(),
+        websocket_origin=bokeh_websocket_origins(origins),
+        extra_patterns=api_routes(current) + login_routes() + signin_routes(current),
         start=False,
         show=False,
         title="LabLink",
+        http_server_kwargs=body_limits(config.app.max_body_bytes),
+        **({"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}),
         **configure_auth(runtime, current),
     )
-    runtime.attach_fleet(local_url(address or config.app.host, server.port))
+    harden_application(server._tornado, origins)
+    guard_autoload_scripts(server._tornado)
+    refuse_large_bodies(server._tornado, config.app.max_body_bytes)
+    scheme = "https" if tls else "http"
+    runtime.attach_fleet(local_url(address or config.app.host, server.port, scheme))
     return server, runtime
 
 
-def local_url(host: str, port: int) -> str:
+def tls_files(app: AppConfig) -> tuple[str, str] | None:
+    """``(certfile, keyfile)`` when TLS is configured; both or neither must be set."""
+    cert, key = app.ssl_certfile, app.ssl_keyfile
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise InvalidInput("app.ssl_certfile and app.ssl_keyfile must be set together")
+    return str(cert), str(key)
+
+
+def body_limits(max_body_bytes: int) -> dict[str, int]:
+    """The HTTP server refuses a larger body from its headers, before reading it; the buffer
+    cap also bounds what a websocket message or a slow client can make it hold."""
+    return {"max_body_size": max_body_bytes, "max_buffer_size": max_body_bytes + (64 << 10)}
+
+
+def local_url(host: str, port: int, scheme: str = "http") -> str:
     """How VM processes on this machine reach the server (loopback unless bound elsewhere)."""
     if host in ("", "0.0.0.0", "::", "localhost", "127.0.0.1"):  # noqa: S104
-        return f"http://127.0.0.1:{port}"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return f"{scheme}://127.0.0.1:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def run_server(

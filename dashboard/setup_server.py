@@ -10,20 +10,33 @@ listener on the server's event loop. Use it with ``--auth-module dashboard/auth_
 
 The cookie secret comes from ``app.secret_key`` or the database, as with ``lablink serve``; a
 ``--cookie-secret`` given on the command line (needed with ``--num-procs``) is left alone.
+
+This script runs before ``panel serve`` builds its server, and has no other way to reach it,
+so it wraps Bokeh's ``Server.__init__`` once: the server it builds gets the same hardening as
+``lablink serve`` (security headers, the websocket origin allowlist, body-size limits, and
+TLS from ``app.ssl_certfile``/``app.ssl_keyfile`` unless ``--ssl-certfile`` is given). With
+``--num-procs`` this script runs after the server started: the auth provider's Origin check
+(same-origin only) and the API's own headers still apply, but not the rest.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import sys
+from typing import Any
 
 import panel as pn
+from bokeh.server.server import Server
 from tornado.ioloop import IOLoop
 
-from dashboard.auth import cookie_secret_for, make_authorize
+from dashboard.auth import cookie_secret_for, guard_autoload_scripts, make_authorize
+from dashboard.body_limit import refuse_large_bodies
 from dashboard.runtime import build_runtime, current, install
-from lablink_core.config import load_config
+from dashboard.security_headers import allowed_origins, harden_application
+from dashboard.server import body_limits, tls_files
+from lablink_core.config import LablinkConfig, load_config
 
 
 def _options() -> set[str]:
@@ -48,9 +61,47 @@ def check_auth_options() -> None:
         )
 
 
+def harden_servers(config: LablinkConfig) -> None:
+    """Make every Bokeh server built from now on in this process hardened like ours."""
+    original = Server.__init__
+    if getattr(original, "lablink_hardened", False):
+        return
+
+    @functools.wraps(original)
+    def init(server: Server, *args: Any, **kwargs: Any) -> None:
+        limits = body_limits(config.app.max_body_bytes)
+        kwargs["http_server_kwargs"] = {**limits, **(kwargs.get("http_server_kwargs") or {})}
+        tls = tls_files(config.app)
+        if tls and not kwargs.get("ssl_certfile"):
+            kwargs.update(ssl_certfile=tls[0], ssl_keyfile=tls[1])
+        original(server, *args, **kwargs)
+        https = bool(kwargs.get("ssl_certfile"))
+        origins = allowed_origins(
+            [*config.app.allowed_origins, *_extra_origins(server, https)],
+            config.app.public_url,
+            server.port or config.app.port,
+            https=https,
+        )
+        harden_application(server._tornado, origins)
+        guard_autoload_scripts(server._tornado)
+        refuse_large_bodies(server._tornado, config.app.max_body_bytes)
+
+    init.lablink_hardened = True  # type: ignore[attr-defined]
+    Server.__init__ = init  # type: ignore[method-assign]
+
+
+def _extra_origins(server: Server, https: bool) -> list[str]:
+    """``--allow-websocket-origin HOST:PORT`` entries, as origins."""
+    scheme = "https" if https else "http"
+    hosts = server._tornado.websocket_origins
+    return [f"{scheme}://{host}" for host in hosts if host and "*" not in host]
+
+
 def setup() -> None:
     check_auth_options()
-    runtime = build_runtime(load_config(os.environ.get("LABLINK_CONFIG")))
+    config = load_config(os.environ.get("LABLINK_CONFIG"))
+    harden_servers(config)
+    runtime = build_runtime(config)
     install(runtime)
     pn.config.authorize_callback = make_authorize(current)
     if not _cookie_secret_given():

@@ -45,6 +45,8 @@ def cmd_db_init_sql(args: argparse.Namespace) -> int:
         return 0
     # It may carry the database password: readable by its owner only.
     descriptor = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # O_CREAT's mode applies to a new file only: an existing one is narrowed before writing.
+    os.fchmod(descriptor, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(sql)
     print(f"wrote {args.output}", file=sys.stderr)
@@ -105,6 +107,38 @@ def cmd_admin_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_password(args: argparse.Namespace) -> str:
+    if args.stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("New admin password: ")
+    if getpass.getpass("Again: ") != first:
+        raise LablinkError("the two passwords differ; nothing was changed")
+    return first
+
+
+def cmd_admin_set_password(args: argparse.Namespace) -> int:
+    from lablink_core.admin import check_new_password, set_admin_password
+    from lablink_core.services import open_services
+
+    config = _config(args)
+    password = check_new_password(_new_password(args))
+    services = open_services(config)
+    try:
+        set_admin_password(services.engine, password)
+    finally:
+        services.close(stop_database=False)
+    print("admin password changed; every admin session was logged out", file=sys.stderr)
+    if config.app.admin_password:
+        print(
+            "note: app.admin_password is configured; the next server start stores that "
+            "password again unless you change it there too",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _add(
     group: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
@@ -152,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     admin = commands.add_parser("admin", help="admin account tools")
     admin_cmds = admin.add_subparsers(dest="action", required=True)
     _add(admin_cmds, "token", cmd_admin_token, "print the admin API token (Bearer) for scripts")
+    setpw = _add(
+        admin_cmds,
+        "set-password",
+        cmd_admin_set_password,
+        "change the admin password (asks twice) and log out every admin session",
+    )
+    setpw.add_argument(
+        "--stdin", action="store_true", help="read the new password from one line of stdin"
+    )
 
     fleet_cli.register(commands)
     schedule_cli.register(commands)

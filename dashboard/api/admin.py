@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from urllib.parse import urlsplit
 
 from sqlalchemy import text
 
-from dashboard.api.base import ApiHandler
-from dashboard.auth import USER_COOKIE, admin_from_cookie
+from dashboard.api.base import ApiError, ApiHandler
+from dashboard.auth import SESSION_COOKIE, admin_from_cookie
+from dashboard.login import attempt_admin_login, retry_after_header
 from lablink_core.errors import NotFound, Unauthorized
 
 
@@ -41,23 +43,33 @@ class HealthHandler(ApiHandler):
 
 
 class AdminApiHandler(ApiHandler):
-    """Admin-only: HTTP Basic with the admin login, the admin API token as a bearer, or the
-    dashboard's login cookie (writes with the cookie must come from this site's pages)."""
+    """Admin-only: HTTP Basic with the admin login (throttled like the login form), the admin
+    API token as a bearer, or a live admin session's cookie (writes with the cookie must come
+    from this site's pages)."""
 
     async def prepare(self) -> None:
-        admin = self.runtime.admin
-        if admin.check_token(self.bearer_token()) or self._logged_in_by_cookie():
+        # The token's hash and the session may need a query: off the event loop, on the
+        # admin threads (a flood of VM requests cannot delay an admin's check).
+        loop = asyncio.get_running_loop()
+        if await loop.run_in_executor(self.runtime.admin_executor, self._token_or_cookie):
             return
         user, password = self._basic_credentials()
-        # bcrypt takes tens of milliseconds: never on the event loop.
-        if user is not None and await self.run_sync(admin.check_password, user, password):
-            return
+        if user is not None:
+            outcome = await attempt_admin_login(self.runtime, self.request, user, password)
+            if outcome.ok:
+                return
+            if outcome.retry_after is not None:
+                self.set_header("Retry-After", retry_after_header(outcome.retry_after))
+                raise ApiError(429, "too_many_attempts", "too many failed logins; retry later")
         self.set_header("WWW-Authenticate", 'Basic realm="lablink-admin"')
         raise Unauthorized("admin login required")
 
+    def _token_or_cookie(self) -> bool:
+        return self.runtime.admin.check_token(self.bearer_token()) or self._logged_in_by_cookie()
+
     def _logged_in_by_cookie(self) -> bool:
         secret = self.application.settings.get("cookie_secret")
-        if admin_from_cookie(self.runtime, self.get_cookie(USER_COOKIE), secret) is None:
+        if admin_from_cookie(self.runtime, self.get_cookie(SESSION_COOKIE), secret) is None:
             return False
         return self.request.method in ("GET", "HEAD") or self._same_origin()
 

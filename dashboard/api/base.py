@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -12,8 +13,9 @@ from urllib.parse import parse_qs
 from sqlalchemy.exc import InterfaceError, OperationalError
 from tornado.web import HTTPError, RequestHandler
 
+from dashboard.client_address import client_address
 from dashboard.runtime import Runtime
-from lablink_core.errors import LablinkError
+from lablink_core.errors import LablinkError, RateLimited
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -27,6 +29,8 @@ STATUS_BY_CODE = {
     "seat_taken": 409,
     "operation_in_progress": 409,
     "no_vm_available": 503,
+    "rate_limited": 429,
+    "waitlist_full": 503,
 }
 
 
@@ -88,6 +92,10 @@ class ApiHandler(RequestHandler):
         kind = self.request.headers.get("Content-Type", "")
         return "application/json" in accept or kind.startswith("application/json")
 
+    def client_address(self) -> str:
+        """The caller's address (X-Forwarded-For believed only from app.trusted_proxies)."""
+        return client_address(self.request, self.runtime.config.app.trusted_proxies)
+
     def bearer_token(self) -> str | None:
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
@@ -104,6 +112,8 @@ class ApiHandler(RequestHandler):
         )
         if status == 503:
             self.set_header("Retry-After", "5")
+        if isinstance(error, RateLimited):
+            self.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
         payload = {"error": {"code": error.code, "message": error.message, "field": error.field}}
         self.write_json(payload, status)
 

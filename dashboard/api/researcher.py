@@ -10,6 +10,7 @@ import datetime as dt
 import html
 
 from dashboard.api.base import ApiHandler
+from dashboard.signin import signed_in_email
 from lablink_core.allocation import Assignment
 from lablink_core.errors import InvalidInput, LablinkError, NotFound, NoVMAvailable
 from lablink_core.validation import normalize_email
@@ -39,7 +40,7 @@ class RequestVMHandler(ApiHandler):
 
     def signed_in_email(self) -> str | None:
         """The researcher's verified email, in the 'signin' access mode (OpenID Connect)."""
-        return None
+        return signed_in_email(self.get_cookie, self.application.settings.get("cookie_secret"))
 
     async def post(self) -> None:
         fields = self.body_fields()
@@ -47,6 +48,7 @@ class RequestVMHandler(ApiHandler):
         token = _text_field(fields, "seat_token", required=False) or self.get_cookie(SEAT_COOKIE)
         command = _text_field(fields, "crd_command")
         given = _text_field(fields, "email", required=not self.signed_in_email())
+        self.runtime.limits.check(self.client_address(), given)
         if token:  # a renewal is proven by the seat token; a new request by the access rule
             email = normalize_email(given)
         else:
@@ -125,6 +127,7 @@ class ReleaseVMHandler(ApiHandler):
     async def post(self) -> None:
         fields = self.body_fields()
         email = _text_field(fields, "email")
+        self.runtime.limits.check(self.client_address(), email)
         token = _text_field(fields, "seat_token", required=False) or self.get_cookie(SEAT_COOKIE)
         if not token:
             raise InvalidInput("seat_token is required", field="seat_token")

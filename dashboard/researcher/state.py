@@ -54,6 +54,8 @@ class ResearcherServices:
     actions: ActionLog | None = None
     access: AccessPolicy | None = None
     warning_minutes: float = 10.0
+    # Raises RateLimited when this page's address (or the email) asks too fast.
+    limit: Callable[[str | None], None] = lambda email: None
 
 
 def _problem(check: Callable[[str], object], text: str) -> str:
@@ -115,6 +117,7 @@ class RequestState(param.Parameterized):
         self._allocator = services.allocator
         self._executor = executor
         self.entry_id: int | None = None  # the queue entry of a queued seat
+        self.signed_in: str | None = None  # the verified email, in the 'signin' mode
         self.on_queue_entry: Callable[[int | None, int | None], None] = lambda old, new: None
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
@@ -168,12 +171,17 @@ class RequestState(param.Parameterized):
 
     async def _admitted(self) -> str | None:
         """The email the workshop's access rule lets ask for a VM (None: refused, said why)."""
-        access = self._services.access
-        if access is None:
-            return self.email
-        return await self._call(
-            "access", lambda: access.admit(self.email, event_code=self.event_code)
-        )
+        services = self._services
+
+        def admit() -> str:
+            services.limit(self.email)
+            if services.access is None:
+                return self.email
+            return services.access.admit(
+                self.email, event_code=self.event_code, signed_in=self.signed_in
+            )
+
+        return await self._call("access", admit)
 
     def _hold(self, assignment: Assignment) -> None:
         seat = Seat(assignment.email, assignment.seat_token, assignment.hostname, assignment.pin)

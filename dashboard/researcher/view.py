@@ -83,6 +83,7 @@ class RequestView(Viewer):
         )
         self._submit = pn.widgets.Button(label="Request a VM", color="primary", disabled=True)
         self._hint = html_pane(margin=0)
+        self._signin = html_pane(visible=False)
         self._email_error = html_pane(margin=0)
         self._command_error = html_pane(margin=0)
         self._message = html_pane(sizing_mode="stretch_width")
@@ -111,6 +112,20 @@ class RequestView(Viewer):
         self.state.param.watch(self._show_outcome, ["message", "message_kind", "busy"])
         self.state.param.watch(self._show_seat, ["seat"])
         self.state.param.watch(self._show_free, ["free_count"])
+
+    def show_signin(self, required: bool, email: str | None) -> None:
+        """In the 'signin' mode the email comes from the sign-in, not from the form."""
+        if not required:
+            return
+        self._signin.visible = True
+        if email:
+            self._signin.object = (
+                f"Signed in as <b>{html.escape(email)}</b> · <a href='/signout'>Sign out</a>"
+            )
+            self.state.email = email
+            self._email.disabled = True
+        else:
+            self._signin.object = "<a href='/signin?next=/'>Sign in</a> to request a VM."
 
     def show_event_code(self, shown: bool) -> None:
         """The workshop asks for its event code (access mode 'code')."""
@@ -212,6 +227,7 @@ class RequestView(Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         form = pn.Column(
+            self._signin,
             self._email,
             self._email_error,
             self._command,

@@ -7,6 +7,7 @@ reported with the key it belongs to, all at once, so a person fixes a file in on
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -232,6 +233,11 @@ def _cross_checks(config: LablinkConfig) -> list[str]:
         problems.append("app.admin_password: must be at least 8 characters")
     if bool(app.ssl_certfile) != bool(app.ssl_keyfile):
         problems.append("app.ssl_certfile and app.ssl_keyfile: set both, or neither")
+    for entry in app.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            problems.append(f"app.trusted_proxies: {entry!r} is not an address or CIDR block")
     if access.mode == "code" and not (access.event_code or "").strip():
         problems.append("access.event_code: required when access.mode is code")
     if access.mode == "signin" and not (access.oidc_issuer and access.oidc_client_id):

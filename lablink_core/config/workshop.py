@@ -39,16 +39,17 @@ class AccessConfig(Section):
     oidc_client_secret = param.String(default=None, allow_None=True, doc="OIDC client secret.")
     oidc_scopes = param.String(default="openid email", doc="Scopes asked for at sign-in.")
     request_rate_per_minute = param.Number(
-        default=12.0,
+        default=120.0,
         bounds=(0.0, 100000.0),
-        doc="Requests per minute one client address may make to /request_vm and /release_vm "
-        "(0: unlimited).",
+        doc="Requests per minute one client address may make to /request_vm, /release_vm and "
+        "the researcher page (0: unlimited). A classroom behind one NAT shares one address: "
+        "keep this and the burst above the class's size.",
     )
     request_burst = param.Integer(
-        default=6, bounds=(1, 100000), doc="Requests one address may make at once."
+        default=60, bounds=(1, 100000), doc="Requests one address may make at once."
     )
     email_rate_per_minute = param.Number(
-        default=6.0,
+        default=10.0,
         bounds=(0.0, 100000.0),
         doc="Requests per minute for one email (0: unlimited).",
     )

@@ -86,3 +86,41 @@ def assert_api_refuses_without_login(browser: Browser, api: RunningServer) -> No
         assert context.request.get(f"{api.url}/api/server").status == 401
     finally:
         context.close()
+
+
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  const what = `${event.violatedDirective} ${event.blockedURI}`;
+  console.error(`Content Security Policy violation: ${what}`);
+});
+"""
+
+
+def test_every_page_works_under_the_content_security_policy(
+    browser: Browser, api: RunningServer
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    page.add_init_script(REPORT_CSP_VIOLATIONS)
+    try:
+        page.goto(f"{api.url}/")
+        expect(page.get_by_role("button", name="Request a VM")).to_be_visible()
+        log_in(page, api.url)
+        expect(page).to_have_url(f"{api.url}/admin")
+        for path in ADMIN_PAGES:
+            page.goto(f"{api.url}{path}")
+            expect(page.get_by_role("link", name="Log out")).to_be_visible()
+        page.get_by_role("link", name="Log out").click()
+        expect(page).to_have_url(f"{api.url}/logout")
+        csp = page.request.get(f"{api.url}/").headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp
+    finally:
+        context.close()
+    assert violations == []

@@ -4,7 +4,9 @@ rule is changed at run time for every process through the database."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ from lablink_core.access import AccessPolicy, parse_allowlist
 from lablink_core.config import AccessConfig
 from lablink_core.errors import InvalidInput
 from lablink_core.settings import SettingsStore
-from tests.fixtures.server import RunningServer
+from tests.fixtures.server import RunningServer, make_server_database
 from tests.integration.test_allocation import crd
 from tests.integration.test_waitlist import online
 from tests.support.waiting import wait_until
@@ -81,3 +83,27 @@ def test_a_rule_that_cannot_work_is_refused(policy: AccessPolicy) -> None:
     with pytest.raises(InvalidInput):
         parse_allowlist("not an email")
     assert policy.rule().mode == "open"
+
+
+@pytest.fixture(scope="module")
+def strict_server(postgres_server_url: str, template_database: str) -> Iterator[RunningServer]:
+    """A server that lets one address make 5 requests at once, then 30 a minute."""
+    server = RunningServer(make_server_database(postgres_server_url, template_database))
+    server.extra_env.update(
+        {"LABLINK_ACCESS_REQUEST_BURST": "5", "LABLINK_ACCESS_REQUEST_RATE_PER_MINUTE": "30"}
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_burst_from_one_address_cannot_drain_the_fleet(strict_server: RunningServer) -> None:
+    online(strict_server, 20)
+    with ThreadPoolExecutor(50) as pool:
+        replies = list(pool.map(lambda i: ask(strict_server, f"r{i}@example.org"), range(50)))
+    statuses = Counter(reply.status_code for reply in replies)
+    assert statuses[429] >= 44 and statuses[200] <= 6, statuses  # 5, plus what refilled
+    limited = next(reply for reply in replies if reply.status_code == 429)
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert "Too many requests" in limited.json()["error"]["message"]
+    assert len(held(strict_server)) == statuses[200]  # the other VMs stay for real people

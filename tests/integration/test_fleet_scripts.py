@@ -65,9 +65,6 @@ def test_the_admin_api_scripts_the_fleet_with_the_admin_token(
 ) -> None:
     api = allocator_server
     headers = {"Authorization": f"Bearer {_token(api)}"}
-    if httpx.get(f"{api.url}/api/fleet", headers=headers, timeout=10).status_code == 401:
-        # TODO(wave2-security): `lablink admin token` is fixed on the security branch.
-        headers = {"Authorization": httpx.BasicAuth(*api.admin_auth())._auth_header}
     with httpx.stream(
         "POST", f"{api.url}/api/fleet/launch", json={"count": 2}, headers=headers, timeout=120
     ) as reply:

@@ -1,0 +1,68 @@
+"""An in-process token bucket per key (an address, an email), with bounded memory.
+
+Each key has a bucket of ``burst`` tokens refilled at ``rate_per_minute``; a request takes one.
+Only keys that are still short of tokens need remembering: a bucket that has refilled is the
+same as no bucket, so the oldest entries beyond ``max_keys`` are dropped (which can only ever
+let a client in early, never lock one out).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from threading import Lock
+
+
+class RateLimiter:
+    """``check(key)``: None if allowed now (a token is taken), else seconds until it would be."""
+
+    def __init__(
+        self,
+        rate_per_minute: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_keys: int = 100_000,
+    ) -> None:
+        if rate_per_minute < 0 or burst < 1 or max_keys < 1:
+            raise ValueError("rate_per_minute must be >= 0, burst and max_keys >= 1")
+        self._rate = rate_per_minute / 60.0  # tokens per second; 0 means unlimited
+        self._burst = float(burst)
+        self._clock = clock
+        self._max_keys = max_keys
+        # key -> (tokens, when they were counted); least recently touched first.
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = Lock()
+
+    @property
+    def unlimited(self) -> bool:
+        return self._rate == 0
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def check(self, key: str) -> float | None:
+        if self.unlimited:
+            return None
+        now = self._clock()
+        with self._lock:
+            tokens = self._tokens(key, now)
+            if tokens >= 1.0:
+                self._remember(key, tokens - 1.0, now)
+                return None
+            self._remember(key, tokens, now)
+            return (1.0 - tokens) / self._rate
+
+    def _tokens(self, key: str, now: float) -> float:
+        saved = self._buckets.get(key)
+        if saved is None:
+            return self._burst
+        tokens, then = saved
+        return min(self._burst, tokens + max(0.0, now - then) * self._rate)
+
+    def _remember(self, key: str, tokens: float, now: float) -> None:
+        self._buckets[key] = (tokens, now)
+        self._buckets.move_to_end(key)
+        while len(self._buckets) > self._max_keys:
+            self._buckets.popitem(last=False)
