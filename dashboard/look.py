@@ -58,6 +58,12 @@ def _tone_rules() -> str:
     return "\n".join(rules)
 
 
+def _kpi_rules() -> str:
+    return "\n".join(
+        f".ll-kpi-{name} {{ border-left-color: {tone.text}; }}" for name, tone in TONES.items()
+    )
+
+
 COMPONENT_CSS = f"""
 :host {{ font-family: {FONT}; }}
 .ll-badge {{ display: inline-block; padding: 1px 8px; border-radius: 999px; border: 1px solid;
@@ -78,6 +84,10 @@ table.ll-list th, table.ll-list td {{ text-align: left; padding: 4px 8px;
 .ll-legend {{ list-style: none; padding: 0; margin: 0; columns: 2 320px; }}
 .ll-legend li {{ margin: 4px 0; }}
 .ll-lead {{ color: #343a40; margin: 0 0 4px 0; }}
+.ll-kpis {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr));
+  gap: 12px; }}
+.ll-kpi-card {{ border-left-width: 6px; }}
+{_kpi_rules()}
 a {{ color: {PRIMARY}; }}
 {_tone_rules()}
 """

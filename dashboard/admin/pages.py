@@ -26,6 +26,7 @@ from dashboard.live import live_table
 from dashboard.look import html_pane
 from dashboard.runtime import Runtime
 from lablink_core.aws_credentials import AwsCredentialStore
+from lablink_core.prices import fleet_cost
 from lablink_core.services import data_dir
 
 
@@ -49,9 +50,17 @@ def _page(lead: str, *parts: Any) -> pn.Column:
 
 def overview_page(runtime: Runtime) -> Any:
     """/admin: VM counts, assignments over time, start-up times, links."""
-    state = OverviewState(runtime.services.engine, runtime.config.db.table_name)
-    view = OverviewView(state)
-    view.attach(executor=runtime.executor)
+    services, config, fleet = runtime.services, runtime.config, _fleet(runtime)
+    state = OverviewState(services.engine, config.db.table_name, services.waitlist)
+    cost = None
+    if fleet is not None:
+        provider, machine, prices = fleet.provider.name, config.machine, config.fleet.hourly_prices
+        cost = lambda count: fleet_cost(provider, machine.machine_type, count, prices)  # noqa: E731
+    view = OverviewView(state, cost)
+    table = live_table(runtime)
+    if table.reads == 0:
+        table.refresh()
+    view.attach(executor=runtime.executor, live=table)
     return _page("The fleet at a glance: free VMs, researchers, the queue and the cost.", view)
 
 
@@ -86,10 +95,15 @@ def instances_page(runtime: Runtime) -> Any:
 
 def create_page(runtime: Runtime) -> Any:
     """/admin/create: launch VMs and follow the fleet operation's progress."""
+    fleet = _fleet(runtime)
+    config = runtime.config
     state = LaunchState(
-        _fleet(runtime),
-        runtime.config.machine,
-        max_instances=runtime.config.fleet.max_instances,
+        fleet,
+        config.machine,
+        max_instances=config.fleet.max_instances,
+        prices=config.fleet.hourly_prices,
+        provider=fleet.provider.name if fleet is not None else "",
+        region=config.app.region,
     )
     view = CreateView(state)
     view.attach(executor=runtime.executor)
