@@ -1,6 +1,6 @@
 """The frame around every page: Panel's Bootstrap template with LabLink's header, navigation
-and look. Admin pages get the navigation in the sidebar and the signed-in admin with the
-logout link in the header; the researcher page is the header and one narrow column, which
+and look. Admin pages get the navigation as tabs above the page and the signed-in admin with
+the logout link in the header; the researcher page is the header and one narrow column, which
 also fits a phone.
 
 Everything the template shows comes from the allocator itself: the logo and favicon are
@@ -17,6 +17,7 @@ from typing import Any
 
 import panel as pn
 
+from dashboard.a11y import AccessibilityRepairs
 from dashboard.look import HEADER, HEADER_CSS, NAV_CSS, PAGE_CSS, PRIMARY
 
 LOGO_SVG = f"""<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">
@@ -32,21 +33,28 @@ def svg_data_uri(svg: str) -> str:
 
 
 LOGO = svg_data_uri(LOGO_SVG)
+LOGO_CSS = f"""
+#header .app-header::before {{ content: ""; display: inline-block; width: 36px; height: 36px;
+  margin-right: 12px; background: url("{LOGO}") center / contain no-repeat; }}
+#header .app-header {{ display: flex; align-items: center; }}
+"""
 # Panel guesses the favicon's type from how its URL ends; a data URL's fragment is ignored.
 FAVICON = LOGO + "#favicon.svg"
 
 
 def _template(title: str, site_url: str, **params: Any) -> pn.template.BootstrapTemplate:
+    # The logo is drawn by the stylesheet (PAGE_CSS), not as the template's <img>, which has
+    # no text alternative; the title beside it names the page.
     template = pn.template.BootstrapTemplate(
         title=title,
-        logo=LOGO,
         favicon=FAVICON,
         site_url=site_url,
         header_background=HEADER,
         header_color="#ffffff",
         **params,
     )
-    template.config.raw_css.append(PAGE_CSS)
+    template.config.raw_css.append(PAGE_CSS + LOGO_CSS)
+    template.main.append(AccessibilityRepairs(height=0, width=0, margin=0))
     return template
 
 
@@ -75,10 +83,10 @@ def admin_template(
     logout_url: str,
     main: Sequence[Any],
 ) -> pn.template.BootstrapTemplate:
-    """An admin page: the navigation, who is signed in, and ``main``."""
-    template = _template(title, "/admin", sidebar_width=210)
+    """An admin page: the navigation (tabs above the page), who is signed in, and ``main``."""
+    template = _template(title, "/admin")
     nav = pn.pane.HTML(nav_html(links, current), stylesheets=[NAV_CSS], sizing_mode="stretch_width")
-    template.sidebar.append(nav)
+    template.main.append(nav)
     template.header.append(pn.pane.HTML(who_html(user, logout_url), stylesheets=[HEADER_CSS]))
     for part in main:
         template.main.append(part)

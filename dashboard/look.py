@@ -103,15 +103,16 @@ PAGE_CSS = f"""
 }}
 body {{ font-family: {FONT}; background: #f5f7fa; }}
 #header .title, #header .title:hover {{ color: #ffffff; font-weight: 600; }}
-#header-items {{ margin-left: auto; }}
+#header-items {{ justify-content: flex-end; padding-right: 12px; }}
 #sidebar {{ background: #ffffff; border-right: 1px solid #dee2e6; }}
 #main {{ padding-top: 8px; }}
 """
 """Styles of the page itself (outside the components' shadow roots)."""
 
 NAV_CSS = f"""
-nav ul {{ list-style: none; margin: 0; padding: 0; }}
-nav a {{ display: block; padding: 8px 12px; border-radius: 6px; color: #212529;
+nav ul {{ list-style: none; margin: 0 0 8px 0; padding: 0; display: flex; flex-wrap: wrap;
+  gap: 4px; border-bottom: 2px solid #dee2e6; }}
+nav a {{ display: block; padding: 8px 14px; border-radius: 6px 6px 0 0; color: #212529;
   text-decoration: none; font-weight: 500; }}
 nav a:hover {{ background: #e9eef5; }}
 nav a[aria-current="page"] {{ background: {PRIMARY}; color: #ffffff; }}

@@ -18,6 +18,7 @@ from panel.viewable import Viewer
 from dashboard.admin.frames import TITLES
 from dashboard.admin.ticker import SessionTicker
 from dashboard.live import LiveVMTable
+from dashboard.a11y import TABLE_FOOTER_CSS
 from dashboard.look import COMPONENT_CSS
 from dashboard.states import STATE_MEANINGS, STATE_TONES
 
@@ -71,7 +72,7 @@ WIDTHS = {
     "status": 130,
     "user_email": 190,
     "in_use": 110,
-    "health": 130,
+    "health": 160,
     "last_heard_s": 100,
     "details": 85,
 }
@@ -119,7 +120,7 @@ class LiveTableView(Viewer):
             layout="fit_columns",
             configuration={"placeholder": EMPTY_TABLE},
             buttons={"details": '<span class="ll-badge ll-held">Details</span>'},
-            stylesheets=[COMPONENT_CSS],
+            stylesheets=[COMPONENT_CSS, TABLE_FOOTER_CSS],
             sizing_mode="stretch_width",
             min_height=300,
         )
