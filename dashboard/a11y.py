@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from panel.custom import JSComponent
 
-
 TABLE_FOOTER_CSS = """
 .pnx-tabulator { height: auto !important; }
 .pnx-tabulator .tabulator-tableholder { height: auto !important; max-height: none !important; }

@@ -15,10 +15,10 @@ import panel as pn
 from panel.io.model import JSCode
 from panel.viewable import Viewer
 
+from dashboard.a11y import TABLE_FOOTER_CSS
 from dashboard.admin.frames import TITLES
 from dashboard.admin.ticker import SessionTicker
 from dashboard.live import LiveVMTable
-from dashboard.a11y import TABLE_FOOTER_CSS
 from dashboard.look import COMPONENT_CSS
 from dashboard.states import STATE_MEANINGS, STATE_TONES
 
