@@ -125,5 +125,5 @@ def test_panel_serve_launches_and_destroys_a_local_fleet(
     expect(page.get_by_role("gridcell", name="launch").first).to_be_visible()  # the history
     destroy_all(page, url, screenshots_dir / "panel-serve-destroy.png")
     page.goto(f"{url}/admin/create")
-    expect(page.get_by_role("gridcell", name="destroy_all").first).to_be_visible()
+    expect(page.get_by_role("gridcell", name="destroy").first).to_be_visible()
     page.context.close()
