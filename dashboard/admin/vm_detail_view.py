@@ -111,11 +111,12 @@ class VMDetailView(Viewer):
         if not hostname:
             return
         self.confirm.close()
+        if hostname != self.state.hostname:
+            self.state.message = ""  # about another VM
         read = lambda: self.state.read(hostname)  # noqa: E731
         Poller(read, self._shown, pn.state.curdoc, self._executor).poll()
 
     def _shown(self, values: dict[str, Any]) -> None:
-        self.state.message = ""
         self.state.show(values)
 
     def _render(self, *_: object) -> None:

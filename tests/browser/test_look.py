@@ -122,7 +122,7 @@ def launch_local_vms(page: Page, base_url: str, count: int) -> None:
     expect(
         page.get_by_text("Local fleet: processes on this machine, no cloud charges.")
     ).to_be_visible()
-    expect(page.get_by_label("AMI id")).to_have_count(0)  # AWS-only fields are hidden
+    expect(page.get_by_label("AMI id")).to_be_hidden()  # AWS-only fields are hidden
     field = page.get_by_label(re.compile(r"Number of instances"))
     field.fill(str(count))
     field.press("Enter")
