@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import create_engine, text
 
 from dashboard.look import TONES
-from dashboard.states import STATE_TONES
+from dashboard.states import STATE_MEANINGS, STATE_TONES
 from tests.browser.test_admin import row
 from tests.browser.test_researcher import EMAIL, fill, register_free
 from tests.fixtures.browser import log_in
@@ -198,17 +198,22 @@ def test_each_state_shows_its_colour_and_reason(admin_page: Page, api: RunningSe
     expect(page.get_by_role("columnheader", name="Unresponsive")).to_have_count(0)
     for name, _, _, extra, reason in STATE_ROWS:
         state = name.removeprefix("s-")
-        badge = row(page, name).locator(".ll-badge")
+        badge = row(page, name).locator("[tabulator-field=status] .ll-badge")
         expect(badge).to_have_text(state)
         tone = TONES[STATE_TONES[state]]
         expect(badge).to_have_css("background-color", rgb(tone.background))
-        expect(badge).to_have_attribute("title", re.compile(re.escape(reason or "")))
+        hover = (
+            re.escape(reason) if reason else re.escape(extra.get("reason") or STATE_MEANINGS[state])
+        )
+        expect(badge).to_have_attribute("title", re.compile(hover))
         if extra.get("reason"):
             expect(row(page, name)).to_contain_text(extra["reason"])  # the Why column
     # Red means trouble only, and a free VM's Desktop cell says nothing (no red cross).
     red = rgb(TONES["trouble"].background)
     for name in ("s-available", "s-assigned", "s-booting", "s-recycling"):
-        expect(row(page, name).locator(".ll-badge")).not_to_have_css("background-color", red)
+        expect(row(page, name).locator("[tabulator-field=status] .ll-badge")).not_to_have_css(
+            "background-color", red
+        )
     desktop = row(page, "s-available").locator("[tabulator-field=in_use]")
     expect(desktop).to_have_text("")
     expect(row(page, "s-unresponsive").locator("[tabulator-field=hostname]")).to_have_css(
