@@ -51,6 +51,7 @@ def _template(title: str, site_url: str, **params: Any) -> pn.template.Bootstrap
         site_url=site_url,
         header_background=HEADER,
         header_color="#ffffff",
+        meta_viewport="width=device-width, initial-scale=1",
         **params,
     )
     template.config.raw_css.append(PAGE_CSS + LOGO_CSS)

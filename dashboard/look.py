@@ -58,6 +58,12 @@ def _tone_rules() -> str:
     return "\n".join(rules)
 
 
+INPUT_CSS = """
+.bk-input:disabled { background-color: #e9ecef; color: #495057; border-color: #ced4da; }
+"""
+"""A disabled input reads as disabled, not as a primary-coloured bar (widgets' stylesheets)."""
+
+
 def _kpi_rules() -> str:
     return "\n".join(
         f".ll-kpi-{name} {{ border-left-color: {tone.text}; }}" for name, tone in TONES.items()
