@@ -1,4 +1,4 @@
-"""Small display helpers shared by the admin views: escaped notices, progress, navigation."""
+"""Small display helpers shared by the admin views: escaped notices and progress."""
 
 from __future__ import annotations
 
@@ -8,14 +8,6 @@ import panel as pn
 
 from dashboard.look import NOTICE_TONES, TONES
 from lablink_core.fleet.base import FleetProgress
-
-NAV_LINKS = (
-    ("Overview", "/admin"),
-    ("Instances", "/admin/instances"),
-    ("Create instances", "/admin/create"),
-    ("Access and schedules", "/admin/access"),
-    ("AWS credentials", "/admin/set-aws-credentials"),
-)
 
 
 def notice_html(text: str, kind: str = "info") -> str:

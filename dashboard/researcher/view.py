@@ -29,7 +29,7 @@ COMMAND_PLACEHOLDER = (
     'DISPLAY= /opt/google/chrome-remote-desktop/start-host --code="4/..." '
     '--redirect-url="https://remotedesktop.google.com/_/oauthredirect" --name=$(hostname)'
 )
-INTRO = f"""# Get a GPU machine
+INTRO = f"""# Request a VM
 
 Get a GPU machine in the cloud and use it from your browser with Chrome Remote Desktop.
 
