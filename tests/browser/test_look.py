@@ -98,25 +98,31 @@ def test_a_whole_session_asks_no_host_but_the_allocator(
     context.on("request", requests.record)
     admin, researcher = context.new_page(), context.new_page()
     log_in(admin, api.url, password=api.admin_auth()[1])
-    launch_local_vms(admin, api.url, 2)
-    admin.screenshot(path=screenshots_dir / "admin-create.png", full_page=True)
+    launch_local_vms(admin, api.url, 2, screenshot=screenshots_dir / "look-create.png")
     researcher.goto(f"{api.url}/")
     fill(researcher, EMAIL, crd("4/0AbWholeSession"))
     researcher.get_by_role("button", name="Request a VM").click()
     expect(researcher.get_by_test_id("pin")).to_have_text(re.compile(r"^\d{6}$"))
-    researcher.screenshot(path=screenshots_dir / "researcher-assigned.png", full_page=True)
+    researcher.screenshot(path=screenshots_dir / "look-researcher-assigned.png", full_page=True)
     admin.goto(f"{api.url}/admin")
     expect(admin.get_by_role("group", name="Assigned")).to_contain_text("1", timeout=15_000)
-    admin.screenshot(path=screenshots_dir / "admin-overview.png", full_page=True)
+    admin.screenshot(path=screenshots_dir / "look-overview.png", full_page=True)
+    hostname = researcher.get_by_test_id("hostname").inner_text()
+    admin.goto(f"{api.url}/admin/instances")
+    row(admin, hostname).get_by_text("Details").click()
+    expect(admin.get_by_role("heading", name=hostname)).to_be_visible()
+    expect(row(admin, hostname)).to_contain_text(EMAIL)
+    admin.screenshot(path=screenshots_dir / "look-instances.png", full_page=True)
     researcher.get_by_role("button", name="Release this VM").click()
     researcher.get_by_role("button", name="Yes, release it").click()
     expect(researcher.get_by_text("was released")).to_be_visible()
-    destroy_all(admin, api.url, screenshots_dir / "admin-instances.png")
+    destroy_all(admin, api.url, screenshots_dir / "look-destroy-all.png")
     context.close()
     assert requests.foreign() == []
 
 
-def launch_local_vms(page: Page, base_url: str, count: int) -> None:
+def launch_local_vms(page: Page, base_url: str, count: int, screenshot: Path | None = None) -> None:
+    """Launch ``count`` local VMs on the create page and wait until the table has them."""
     page.goto(f"{base_url}/admin/create")
     expect(
         page.get_by_text("Local fleet: processes on this machine, no cloud charges.")
@@ -129,17 +135,21 @@ def launch_local_vms(page: Page, base_url: str, count: int) -> None:
     done = re.compile(rf"Launch #\d+ finished: {count} VMs launched")
     expect(page.get_by_text(done)).to_be_visible(timeout=60_000)
     expect(page.get_by_text("Another fleet operation")).to_have_count(0)
+    if screenshot is not None:
+        page.screenshot(path=screenshot, full_page=True)
     page.goto(f"{base_url}/admin/instances")
     rows = page.get_by_role("row").filter(has_text="lablink-vm-")
     expect(rows.filter(has_text="available")).to_have_count(count, timeout=30_000)
 
 
 def destroy_all(page: Page, base_url: str, screenshot: Path) -> None:
+    """Open a VM's details, then destroy the whole fleet behind its confirmation."""
     page.goto(f"{base_url}/admin/instances")
     first = page.get_by_role("row").filter(has_text="lablink-vm-").first
     first.get_by_text("Details").click()
     expect(page.get_by_role("button", name="Revoke credential")).to_be_visible()
     page.get_by_role("button", name="Destroy all").click()
+    expect(page.get_by_text(re.compile(r"Destroy all \d+ VMs of the fleet"))).to_be_visible()
     page.screenshot(path=screenshot, full_page=True)
     page.get_by_role("button", name=re.compile(r"^Destroy all \d+$")).click()
     expect(page.get_by_role("row").filter(has_text="lablink-vm-")).to_have_count(0, timeout=60_000)
