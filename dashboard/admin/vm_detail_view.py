@@ -86,7 +86,15 @@ class VMDetailView(Viewer):
         self.refresh.on_click(lambda _: self.open(self.state.hostname))
         self.close.on_click(lambda _: self.state.close())
         self.reboot.disabled = self.replace.disabled = not state.can_heal
-        self._layout = pn.Column(
+        self._layout = self._build_layout()
+        state.param.watch(self._render, ["hostname", "vm", "log_lines", "history"])
+        state.param.watch(self._say, "message")
+
+    def __panel__(self) -> pn.Column:
+        return self._layout
+
+    def _build_layout(self) -> pn.Column:
+        return pn.Column(
             self.title,
             pn.Row(self.reboot, self.replace, self.revoke, self.refresh, self.close),
             self.confirm,
@@ -100,11 +108,6 @@ class VMDetailView(Viewer):
             styles=CARD_STYLE,
             sizing_mode="stretch_width",
         )
-        state.param.watch(self._render, ["hostname", "vm", "log_lines", "history"])
-        state.param.watch(self._say, "message")
-
-    def __panel__(self) -> pn.Column:
-        return self._layout
 
     def open(self, hostname: str) -> None:
         """Show ``hostname``: read it off the loop, then render on this session's tick."""
