@@ -75,9 +75,12 @@ VOLUME ["/var/lib/postgresql", "/var/lib/lablink"]
 EXPOSE 5000
 
 # Shell form on purpose: the port comes from the container's environment at run time.
+# With TLS configured the server speaks only https (its certificate names the public host,
+# not 127.0.0.1: hence -k for this local probe).
 # hadolint ignore=DL3025
 HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
-    CMD curl -fsS "http://127.0.0.1:${LABLINK_APP_PORT:-5000}/api/health" >/dev/null || exit 1
+    CMD if [ -n "${LABLINK_APP_SSL_CERTFILE:-}" ]; then scheme=https; else scheme=http; fi; \
+        curl -fsSk "${scheme}://127.0.0.1:${LABLINK_APP_PORT:-5000}/api/health" >/dev/null || exit 1
 
 # start.sh forwards SIGTERM to the server, then stops PostgreSQL (see its header).
 STOPSIGNAL SIGTERM

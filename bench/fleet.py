@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 from bench.database import TABLE, DatabaseServer, database_server, scratch_database
 from bench.report import result, table_markdown, target
 from lablink_core.config import load_config
-from lablink_core.credentials import VMCredentials
+from lablink_core.credentials import new_enrolment_token
 from lablink_core.db import make_engine
 from lablink_core.fleet import Fleet
 from lablink_core.fleet.aws import CLIENT_CONFIG_DIR, AwsProvider, state_dir
@@ -166,10 +166,10 @@ def _provider(
     )
     if init:
         runner.ensure_init()
-    credentials = VMCredentials("bench-fleet-credential-key-0123456789")
     return AwsProvider(
         runner=runner,
-        credentials=credentials,
+        # Tokens as the enrolment service makes them; no VM exchanges them here.
+        issue_enrolment=lambda names: {name: new_enrolment_token() for name in names},
         config=config,
         allocator_url="http://203.0.113.7:5000",
     )
@@ -202,7 +202,7 @@ def bare(moto: Moto, work: Path, count: int) -> tuple[float, float, int]:
     for source in [*CLIENT_CONFIG_DIR.glob("*.tf"), *CLIENT_CONFIG_DIR.glob("*.tftpl")]:
         shutil.copy(source, folder / source.name)
     names = set(next_names([], PREFIX, count))
-    env = _bare_env(moto, _provider(moto, work, init=False).variables(names))
+    env = _bare_env(moto, _provider(moto, work, init=False).variables(names, fresh=names))
     _terraform("init", folder, env)
     applied = _terraform("apply", folder, env)
     errors = int(moto.running_instances() != count)

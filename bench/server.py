@@ -54,6 +54,11 @@ class ServerProcess:
             "LABLINK_APP_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "LABLINK_APP_ADMIN_USER": ADMIN_USER,
             "LABLINK_APP_VM_WAIT_SECONDS": str(self.vm_wait_seconds),
+            # The load generator is one address asking thousands of times a second: the
+            # limiter still runs (its cost is measured) but never refuses.
+            "LABLINK_ACCESS_REQUEST_RATE_PER_MINUTE": "100000000",
+            "LABLINK_ACCESS_REQUEST_BURST": "100000000",
+            "LABLINK_ACCESS_EMAIL_RATE_PER_MINUTE": "100000000",
         }
 
     def start(self) -> ServerProcess:

@@ -260,6 +260,9 @@ class Allocator:
                                   THEN 'available' ELSE 'recycling' END,
                     credential_salt = CASE WHEN :rotate AND client_kind = 'lablink'
                                            THEN :salt ELSE credential_salt END,
+                    previous_credential_hash = CASE WHEN :rotate AND client_kind = 'lablink'
+                                           THEN credential_hash
+                                           ELSE previous_credential_hash END,
                     credential_hash = CASE WHEN :rotate AND client_kind = 'lablink'
                                            THEN :hash ELSE credential_hash END,
                     user_email = NULL, crd_code = NULL,

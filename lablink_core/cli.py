@@ -32,6 +32,13 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from lablink_core.config.reference import markdown_reference
+
+    sys.stdout.write(markdown_reference())
+    return 0
+
+
 def cmd_config_validate(args: argparse.Namespace) -> int:
     load_config(args.file, environ={})
     print(f"{args.file}: valid")
@@ -159,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_cmds = config.add_subparsers(dest="action", required=True)
     _add(config_cmds, "show", cmd_config_show, "print the effective config, secrets masked")
     validate = _add(config_cmds, "validate", cmd_config_validate, "check a config file")
+    _add(config_cmds, "reference", cmd_config_reference, "every key, its default and meaning")
     validate.add_argument("file", type=Path)
 
     db = commands.add_parser("db", help="database schema tools")

@@ -36,6 +36,7 @@ class VMEnrolment:
             text(
                 f"UPDATE {self._table} SET credential_salt = :salt, "
                 "credential_hash = :hash, credential_issued_at = now(), "
+                "previous_credential_hash = NULL, "
                 "enrolment_hash = NULL, enrolment_expires_at = NULL WHERE hostname = :hostname"
             ),
             {"salt": issued.salt, "hash": issued.hash, "hostname": hostname},
@@ -140,8 +141,8 @@ class VMEnrolment:
                 text(
                     f"UPDATE {self._table} SET enrolment_hash = :hash, "
                     "enrolment_expires_at = now() + make_interval(secs => :ttl), "
-                    "credential_salt = NULL, credential_hash = NULL "
-                    "WHERE hostname = :hostname"
+                    "credential_salt = NULL, credential_hash = NULL, "
+                    "previous_credential_hash = NULL WHERE hostname = :hostname"
                 ),
                 [{**row, "ttl": ttl.total_seconds()} for row in rows],
             )
@@ -173,6 +174,7 @@ class VMEnrolment:
             result = connection.execute(
                 text(
                     f"UPDATE {self._table} SET credential_salt = NULL, credential_hash = NULL, "
+                    "previous_credential_hash = NULL, "
                     "enrolment_hash = NULL, enrolment_expires_at = NULL "
                     "WHERE hostname = :hostname"
                 ),

@@ -113,3 +113,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             parser.add_argument(
                 "--force", action="store_true", help="take VMs from researchers too"
             )
+    # `lablink fleet migrate-state` (lablink_core/fleet/state.py).
+    from lablink_core.fleet.state import add_state_commands
+
+    add_state_commands(actions)

@@ -18,17 +18,25 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    DateTime,
     Index,
     Integer,
     MetaData,
     Text,
-    Time,
-    func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from lablink_core.model_columns import (
+    AdminSessionColumns,
+    LeaseColumns,
+    ScheduleColumns,
+    SettingColumns,
+    ThrottleColumns,
+    VMActionColumns,
+    VMLogColumns,
+    WaitlistColumns,
+    now_column,
+)
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -48,15 +56,9 @@ HEALING_ACTIONS = ("rebooting", "replacing")
 # of the partial index the claim reads, so the two must stay word for word the same.
 ASSIGNABLE_WHERE = (
     "status = 'available' AND user_email IS NULL AND health_state <> 'unhealthy' "
-    "AND credential_hash IS NOT NULL AND healing IS NULL"
+    "AND credential_hash IS NOT NULL AND healing IS NULL AND previous_credential_hash IS NULL"
 )
 WAITLIST_STATES = ("waiting", "assigned", "expired", "left")
-
-
-def _now_column(nullable: bool = True) -> Any:
-    if nullable:
-        return mapped_column(DateTime(timezone=True), nullable=True)
-    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
 
 class VMColumns:
@@ -76,18 +78,20 @@ class VMColumns:
     status_message: Mapped[str | None] = mapped_column(Text)
     provider: Mapped[str] = mapped_column(Text, nullable=False, server_default="manual")
     instance_id: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = _now_column(nullable=False)
-    registered_at: Mapped[dt.datetime | None] = _now_column()
-    ready_at: Mapped[dt.datetime | None] = _now_column()
-    assigned_at: Mapped[dt.datetime | None] = _now_column()
-    last_heard_at: Mapped[dt.datetime | None] = _now_column()
+    created_at: Mapped[dt.datetime] = now_column(nullable=False)
+    registered_at: Mapped[dt.datetime | None] = now_column()
+    ready_at: Mapped[dt.datetime | None] = now_column()
+    assigned_at: Mapped[dt.datetime | None] = now_column()
+    last_heard_at: Mapped[dt.datetime | None] = now_column()
     # Credentials: stored hashed; the salt lets any process rebuild the current one to hand
     # it to its VM after a rotation. NULL means none is valid (never issued, or revoked).
     credential_hash: Mapped[str | None] = mapped_column(Text)
     credential_salt: Mapped[str | None] = mapped_column(Text)
-    credential_issued_at: Mapped[dt.datetime | None] = _now_column()
+    # Kept after a rotation until the VM has used the new one (see ddl.v0003).
+    previous_credential_hash: Mapped[str | None] = mapped_column(Text)
+    credential_issued_at: Mapped[dt.datetime | None] = now_column()
     enrolment_hash: Mapped[str | None] = mapped_column(Text)
-    enrolment_expires_at: Mapped[dt.datetime | None] = _now_column()
+    enrolment_expires_at: Mapped[dt.datetime | None] = now_column()
     client_kind: Mapped[str] = mapped_column(Text, nullable=False, server_default="lablink")
     health_state: Mapped[str] = mapped_column(Text, nullable=False, server_default="unknown")
     # Set while the VM long-polls /vm_startup, so the claim prefers VMs waiting right now.
@@ -96,12 +100,12 @@ class VMColumns:
     crd_active: Mapped[bool | None] = mapped_column(Boolean)
     gpu_utilization: Mapped[int | None] = mapped_column(Integer)
     disk_free_pct: Mapped[int | None] = mapped_column(Integer)
-    last_activity_at: Mapped[dt.datetime | None] = _now_column()
-    extended_until: Mapped[dt.datetime | None] = _now_column()
+    last_activity_at: Mapped[dt.datetime | None] = now_column()
+    extended_until: Mapped[dt.datetime | None] = now_column()
     extensions_used: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     heal_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     healing: Mapped[str | None] = mapped_column(Text)
-    healing_since: Mapped[dt.datetime | None] = _now_column()
+    healing_since: Mapped[dt.datetime | None] = now_column()
     status_reason: Mapped[str | None] = mapped_column(Text)
 
 
@@ -112,7 +116,7 @@ class VMEventColumns:
     hostname: Mapped[str] = mapped_column(Text, nullable=False)
     kind: Mapped[str] = mapped_column(Text, nullable=False)
     detail: Mapped[str | None] = mapped_column(Text)
-    at: Mapped[dt.datetime] = _now_column(nullable=False)
+    at: Mapped[dt.datetime] = now_column(nullable=False)
 
 
 class SecretColumns:
@@ -120,7 +124,7 @@ class SecretColumns:
 
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     value: Mapped[str] = mapped_column(Text, nullable=False)
-    created_at: Mapped[dt.datetime] = _now_column(nullable=False)
+    created_at: Mapped[dt.datetime] = now_column(nullable=False)
 
 
 class FleetOperationColumns:
@@ -135,106 +139,10 @@ class FleetOperationColumns:
     done: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     log: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     error: Mapped[str | None] = mapped_column(Text)
-    started_at: Mapped[dt.datetime] = _now_column(nullable=False)
-    ended_at: Mapped[dt.datetime | None] = _now_column()
+    started_at: Mapped[dt.datetime] = now_column(nullable=False)
+    ended_at: Mapped[dt.datetime | None] = now_column()
     reason: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str | None] = mapped_column(Text)
-
-
-class VMActionColumns:
-    """What the healer, the reclaimer, schedules, admins and researchers did to a VM, and why."""
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    hostname: Mapped[str] = mapped_column(Text, nullable=False)
-    action: Mapped[str] = mapped_column(Text, nullable=False)
-    reason: Mapped[str] = mapped_column(Text, nullable=False)
-    actor: Mapped[str] = mapped_column(Text, nullable=False)
-    user_email: Mapped[str | None] = mapped_column(Text)
-    outcome: Mapped[str | None] = mapped_column(Text)
-    detail: Mapped[str | None] = mapped_column(Text)
-    at: Mapped[dt.datetime] = _now_column(nullable=False)
-
-
-class VMLogColumns:
-    """A line of a VM's own log or boot output (the last few hundred per VM are kept)."""
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    hostname: Mapped[str] = mapped_column(Text, nullable=False)
-    source: Mapped[str] = mapped_column(Text, nullable=False)
-    line: Mapped[str] = mapped_column(Text, nullable=False)
-    at: Mapped[dt.datetime] = _now_column(nullable=False)
-
-
-class WaitlistColumns:
-    """A researcher waiting for a VM; the ticket (hashed) becomes their seat token."""
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    email: Mapped[str] = mapped_column(Text, nullable=False)
-    ticket_hash: Mapped[str] = mapped_column(Text, nullable=False)
-    crd_code: Mapped[str] = mapped_column(Text, nullable=False)
-    crd_redirect_url: Mapped[str] = mapped_column(Text, nullable=False)
-    state: Mapped[str] = mapped_column(Text, nullable=False, server_default="waiting")
-    hostname: Mapped[str | None] = mapped_column(Text)
-    pin: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = _now_column(nullable=False)
-    last_seen_at: Mapped[dt.datetime] = _now_column(nullable=False)
-    ended_at: Mapped[dt.datetime | None] = _now_column()
-
-
-class ScheduleColumns:
-    """A teardown of the fleet, once at a moment or daily at a local time."""
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    action: Mapped[str] = mapped_column(Text, nullable=False, server_default="destroy")
-    kind: Mapped[str] = mapped_column(Text, nullable=False)
-    run_at: Mapped[dt.datetime | None] = _now_column()
-    time_of_day: Mapped[dt.time | None] = mapped_column(Time)
-    timezone: Mapped[str] = mapped_column(Text, nullable=False, server_default="UTC")
-    next_run_at: Mapped[dt.datetime | None] = _now_column()
-    last_run_at: Mapped[dt.datetime | None] = _now_column()
-    last_outcome: Mapped[str | None] = mapped_column(Text)
-    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
-    created_by: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = _now_column(nullable=False)
-
-
-class LeaseColumns:
-    """Which process runs a loop that must run in one process at a time, and until when."""
-
-    name: Mapped[str] = mapped_column(Text, primary_key=True)
-    holder: Mapped[str] = mapped_column(Text, nullable=False)
-    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    acquired_at: Mapped[dt.datetime] = _now_column(nullable=False)
-
-
-class SettingColumns:
-    """A setting changed from the dashboard (it overrides the configuration file)."""
-
-    name: Mapped[str] = mapped_column(Text, primary_key=True)
-    value: Mapped[Any] = mapped_column(JSONB, nullable=False)
-    updated_by: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[dt.datetime] = _now_column(nullable=False)
-
-
-class AdminSessionColumns:
-    """A signed-in admin session (its token hashed), revocable on the server."""
-
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    user_name: Mapped[str] = mapped_column(Text, nullable=False)
-    address: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = _now_column(nullable=False)
-    last_seen_at: Mapped[dt.datetime] = _now_column(nullable=False)
-    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    revoked_at: Mapped[dt.datetime | None] = _now_column()
-
-
-class ThrottleColumns:
-    """Failed attempts per key (a login name or an address), shared by every process."""
-
-    key: Mapped[str] = mapped_column(Text, primary_key=True)
-    failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    window_start: Mapped[dt.datetime] = _now_column(nullable=False)
-    blocked_until: Mapped[dt.datetime | None] = _now_column()
 
 
 class LocalProcessColumns:
@@ -243,7 +151,7 @@ class LocalProcessColumns:
     hostname: Mapped[str] = mapped_column(Text, primary_key=True)
     pid: Mapped[int] = mapped_column(Integer, nullable=False)
     owner_pid: Mapped[int] = mapped_column(Integer, nullable=False)
-    started_at: Mapped[dt.datetime] = _now_column(nullable=False)
+    started_at: Mapped[dt.datetime] = now_column(nullable=False)
 
 
 @dataclass(frozen=True)

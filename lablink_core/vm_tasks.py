@@ -28,6 +28,7 @@ class VMTask:
     credential_hash: str | None = field(default=None, repr=False)
     credential_salt: str | None = field(default=None, repr=False)
     client_kind: str = "lablink"
+    previous_credential_hash: str | None = field(default=None, repr=False)
 
     @property
     def assigned(self) -> bool:
@@ -53,10 +54,19 @@ class VMTask:
             "pin": self.pin,
         }
 
-    def reply(self, presented_hash: str, credentials: VMCredentials) -> dict[str, Any]:
+    def reply(self, presented_hash: str, credentials: VMCredentials) -> dict[str, Any] | None:
         """The JSON answer for a VM that called with the credential hashing to
-        ``presented_hash``: the task, and its new credential if it was rotated meanwhile."""
-        body = self.as_json()
-        if self.credential_salt is not None and self.credential_hash != presented_hash:
-            body["credential"] = credentials.derive(self.hostname, self.credential_salt)
-        return body
+        ``presented_hash``: the task, for the current credential; only the new credential,
+        for the previous one (a rotation whose answer the VM missed: nothing meant for the
+        VM's next researcher ever goes to the previous credential); None for any other (401).
+        """
+        if presented_hash == self.credential_hash:
+            return self.as_json()
+        if presented_hash == self.previous_credential_hash and self.credential_salt is not None:
+            return {
+                "hostname": self.hostname,
+                "assigned": False,
+                "generation": self.generation,
+                "credential": credentials.derive(self.hostname, self.credential_salt),
+            }
+        return None

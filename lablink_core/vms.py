@@ -25,7 +25,7 @@ __all__ = ["VMRegistry", "VMTask", "utc_now"]
 
 _TASK_COLUMNS = (
     "hostname, generation, user_email, crd_code, crd_redirect_url, pin, "
-    "credential_hash, credential_salt, client_kind"
+    "credential_hash, credential_salt, previous_credential_hash, client_kind"
 )
 _LIST_COLUMNS = (
     "hostname, status, user_email, in_use, health, health_state, status_message, "
@@ -47,6 +47,7 @@ def _task(row: Row[Any]) -> VMTask:
         row.credential_hash,
         row.credential_salt,
         row.client_kind,
+        row.previous_credential_hash,
     )
 
 
@@ -73,7 +74,8 @@ UPDATE {table} SET
              AND status <> 'recycling' THEN 'error'
         ELSE status END,
     ready_at = CASE WHEN :status = 'ready' AND ready_at IS NULL THEN now() ELSE ready_at END,
-    healing = CASE WHEN :status IN ('ready', 'connected') THEN NULL ELSE healing END
+    healing = CASE WHEN :status IN ('ready', 'connected') THEN NULL ELSE healing END,
+    previous_credential_hash = NULL
 WHERE hostname = :hostname AND credential_hash = :proof
 """
 
@@ -102,8 +104,12 @@ class VMRegistry:
                 registered_at = COALESCE(vm.registered_at, now()),
                 ready_at = CASE WHEN vm.status = 'booting' THEN now() ELSE vm.ready_at END,
                 status = CASE WHEN vm.status = 'booting' THEN 'available' ELSE vm.status END,
-                healing = NULL
-            WHERE hostname = :hostname AND credential_hash = :proof
+                healing = NULL,
+                -- A call with the new credential acknowledges a rotation.
+                previous_credential_hash = CASE WHEN credential_hash = :proof THEN NULL
+                                                ELSE previous_credential_hash END
+            WHERE hostname = :hostname
+                AND (credential_hash = :proof OR previous_credential_hash = :proof)
             RETURNING {_TASK_COLUMNS}
             """
         )

@@ -74,9 +74,10 @@ class VMStartupHandler(MachineHandler):
             self.set_status(204)
             self.finish()
             return
-        if task.revoked:
+        reply = None if task.revoked else task.reply(proof, self.runtime.services.credentials)
+        if reply is None:  # revoked, or rotated and acknowledged meanwhile
             raise self.refusal(hostname)
-        self.write_json(task.reply(proof, self.runtime.services.credentials))
+        self.write_json(reply)
 
     async def _poll(self, hostname: str, proof: str, seen: int, original: bool) -> VMTask | None:
         runtime = self.runtime

@@ -59,8 +59,10 @@ class MachineConfig(Section):
         doc="AMI of client VMs (Ubuntu 20.04 with Docker).",
     )
     image = param.String(
-        default="ghcr.io/talmolab/lablink-client-base-image:latest",
-        doc="Container image the client VMs run.",
+        default="ghcr.io/talmolab/lablink-allocator-client:0.2.0",
+        doc="Container image the client VMs run: build it from client-image/ and push it "
+        "to your registry (docs/vm-clients.md), or name a CRD-era LabLink image "
+        "(then set machine.client to original).",
     )
     repository = param.String(
         default=None, allow_None=True, doc="Optional Git repository the client VMs clone."

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lablink_core.ddl import v0001, v0002
+from lablink_core.ddl import v0001, v0002, v0003
 from lablink_core.models import checked_identifier
 
 
@@ -26,6 +26,7 @@ class Revision:
 REVISIONS: tuple[Revision, ...] = (
     Revision("0001", v0001.statements),
     Revision("0002", v0002.statements),
+    Revision("0003", v0003.statements),
 )
 HEAD_REVISION = REVISIONS[-1].id
 

@@ -1,43 +1,57 @@
 """The AWS provider: client VMs as EC2 instances, kept by Terraform (``terraform/client``).
 
-Every change is one ``terraform apply`` of the whole fleet: the provider holds the set of VM
-names and applies ``vm_names`` = that set plus or minus the VMs asked for, so Terraform
-creates or destroys exactly the difference (each VM is keyed by its name). ``delete_all`` is
-``terraform destroy``: the instances, then the security group they share.
+Every change is one ``terraform apply`` of the whole fleet: the provider reads the set of VM
+names from the state and applies ``vm_names`` = that set plus or minus the VMs asked for, so
+Terraform creates or destroys exactly the difference (each VM is keyed by its name).
+``delete_all`` is ``terraform destroy``: the instances, then the security group they share.
+The healer's ``reboot`` is EC2 RebootInstances (boto3); its ``replace`` is ``apply
+-replace`` of that one instance (``-target``-ed, so no other VM is touched).
 
-Terraform's state lives in ``<data_dir>/terraform/<deployment>/``. The set is re-read from
-that state at the start of every operation: the Fleet lock serialises operations across
-server processes, so the state (not a process's memory) is what every one of them starts
-from, and a failed apply leaves behind exactly what Terraform recorded.
+The state lives in ``<data_dir>/terraform/<deployment>/`` (backend ``local``) or in a schema
+of the allocator's PostgreSQL (``fleet.terraform_backend: pg``; see
+:mod:`lablink_core.fleet.terraform_backend`), read through Terraform. It is re-read at the
+start of every operation: the Fleet lock serialises operations across server processes and
+hosts, so the state (not a process's memory) is what each of them starts from.
 
-Secrets reach Terraform only through its environment: each VM's credential in the sensitive
-``vm_credentials`` variable (``TF_VAR_vm_credentials``, as :class:`TerraformRunner` passes
-variables), the AWS keys as ``AWS_*`` variables. Nothing is written to argv, a tfvars file or
-a log line.
+VMs get no credential from here. Each VM being created or replaced gets a one-time
+enrolment token (``issue_enrolment``, which also revokes a replaced VM's credential) in the
+sensitive ``vm_enrolment_tokens`` variable; the VM exchanges it at first boot. VMs that
+already exist get :data:`PLACEHOLDER_TOKEN` (``ignore_changes = [user_data]`` keeps them as
+they are). Should Terraform create a VM that was given the placeholder (it had vanished from
+AWS behind Terraform's back), that VM is replaced at once with a token of its own. Secrets
+reach Terraform only through its environment (``TF_VAR_*``, ``AWS_*``, ``PG_CONN_STR``):
+never argv, a tfvars file or a log line.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
-import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-from lablink_core.aws_credentials import AwsCredentialStore
 from lablink_core.config import LablinkConfig
-from lablink_core.errors import LablinkError
+from lablink_core.errors import LablinkError, NotFound
+from lablink_core.fleet.aws_deployment import (
+    CLIENT_CONFIG_DIR,
+    aws_environment,
+    client_runner,
+    deployment_name,
+    loopback_url,
+    state_dir,
+)
 from lablink_core.fleet.base import LogCallback
+from lablink_core.fleet.ec2 import Ec2Factory, ec2_client
+from lablink_core.fleet.state import FleetState, fleet_state, read_state_file
 from lablink_core.fleet.terraform import (
+    STATE_FILE,
     TerraformError,
     TerraformEvent,
     TerraformProgress,
     TerraformRunner,
 )
+from lablink_core.fleet.terraform_backend import TerraformBackend
 from lablink_core.validation import validate_hostname
 
 if TYPE_CHECKING:
@@ -45,85 +59,59 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLIENT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "terraform" / "client"
-STATE_FILE = "terraform.tfstate"
+__all__ = [
+    "CLIENT_CONFIG_DIR",
+    "AwsProvider",
+    "AwsProviderError",
+    "aws_environment",
+    "client_runner",
+    "deployment_name",
+    "loopback_url",
+    "make_aws_provider",
+    "state_dir",
+]
+
 INSTANCE_ADDRESS = 'aws_instance.client["'
-PLUGIN_DIR_VARIABLE = "LABLINK_TF_PLUGIN_DIR"
-_KEY_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
-_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy")
+PLACEHOLDER_TOKEN = "existing-vm"  # noqa: S105 (not a secret: what VMs that exist are given)
 _COUNTED_KINDS = ("apply_start", "apply_progress", "apply_complete", "apply_errored")
 
 Change = Callable[[set[str]], set[str]]
 """How an operation turns the current set of VM names into the wanted one."""
+IssueEnrolment = Callable[[Sequence[str]], Mapping[str, str]]
+"""One-time enrolment tokens for these VMs (``services.enrolment.issue_enrolment``)."""
 
 
 class AwsProviderError(LablinkError):
-    """Terraform failed; the message is Terraform's own errors, for a person."""
+    """Terraform or EC2 failed; the message is their own errors, for a person."""
 
     code = "aws_provider_error"
 
 
-def aws_environment(data_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The AWS part of Terraform's environment.
-
-    The keys the admin saved in the dashboard win; without them, the process's own
-    ``AWS_*`` variables (keys, profile, or nothing: an instance profile) are passed on.
-    Other ``AWS_*`` settings (``AWS_ENDPOINT_URL``, ``AWS_MAX_ATTEMPTS``...) and proxies
-    always pass: production leaves them unset, tests point them at moto.
-    """
-    environ = os.environ if environ is None else environ
-    env = {k: v for k, v in environ.items() if k.startswith("AWS_") or k in _PROXY_VARIABLES}
-    saved = AwsCredentialStore(data_dir).as_env()
-    if saved:
-        for key in _KEY_VARIABLES:
-            env.pop(key, None)
-        env.update(saved)
-    return env
-
-
-def deployment_name(config: LablinkConfig) -> str:
-    """The deployment's name in AWS (resource names, the lablink-deployment tag) and the
-    name of its state folder: the VM name prefix, e.g. 'lablink-vm'."""
-    return str(config.fleet.name_prefix).strip("-")[:32].rstrip("-") or "lablink"
-
-
-def state_dir(data_dir: Path, deployment: str) -> Path:
-    return Path(data_dir) / "terraform" / deployment
-
-
-def state_instance_names(state_file: Path) -> set[str]:
-    """The names of the client instances a Terraform state file records (tainted included:
-    they exist in AWS until an apply replaces them)."""
-    try:
-        text = state_file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return set()
-    state = json.loads(text) if text.strip() else {}
-    names: set[str] = set()
-    for resource in state.get("resources", []):
-        if (
-            resource.get("mode") == "managed"
-            and resource.get("type") == "aws_instance"
-            and resource.get("name") == "client"
-            and "module" not in resource
-        ):
-            keys = (entry.get("index_key") for entry in resource.get("instances", []))
-            names.update(key for key in keys if isinstance(key, str))
-    return names
+def instance_address(hostname: str) -> str:
+    return f'{INSTANCE_ADDRESS}{hostname}"]'
 
 
 class _ProgressRelay:
     """Turns Terraform events into ``log(line, done)``: done counts the instances created
-    or destroyed so far; change lines carry Terraform's running counts."""
+    or destroyed so far (or only created, with ``creations_only``); change lines carry
+    Terraform's running counts. Notes which instances were created."""
 
-    def __init__(self, log: LogCallback) -> None:
+    def __init__(self, log: LogCallback, *, creations_only: bool = False) -> None:
         self._log = log
+        self._creations_only = creations_only
         self.done = 0
+        self.created: set[str] = set()
+
+    def note(self, line: str) -> None:
+        self._log(line, self.done)
 
     def __call__(self, event: TerraformEvent, progress: TerraformProgress) -> None:
-        is_instance = (event.resource or "").startswith(INSTANCE_ADDRESS)
-        if event.kind == "apply_complete" and is_instance:
-            self.done += 1
+        address = event.resource or ""
+        if event.kind == "apply_complete" and address.startswith(INSTANCE_ADDRESS):
+            if event.action in ("create", "replace"):
+                self.created.add(address[len(INSTANCE_ADDRESS) : -2])
+            if not self._creations_only or event.action in ("create", "replace"):
+                self.done += 1
         if not event.message or event.kind == "version":
             return
         line = event.message
@@ -144,25 +132,25 @@ class AwsProvider:
         self,
         *,
         runner: TerraformRunner,
-        credentials_for: Callable[[Sequence[str]], Mapping[str, str]],
+        issue_enrolment: IssueEnrolment,
         config: LablinkConfig,
         allocator_url: str,
         deployment: str | None = None,
         env_source: Callable[[], Mapping[str, str]] | None = None,
+        ec2_factory: Ec2Factory = ec2_client,
     ) -> None:
         # Called before each operation, so keys saved on the dashboard apply without a restart.
         self._env_source = env_source
         self._runner = runner
-        # The VMs' current credentials by name, issuing those that have none.
-        self._credentials_for = credentials_for
+        self._issue_enrolment = issue_enrolment
+        self._ec2_factory = ec2_factory
         self.allocator_url = allocator_url.rstrip("/")
         self.deployment = deployment or deployment_name(config)
         self._config = config
         self._lock = threading.Lock()
-        self._desired = self.instances()
 
     def _settings(self) -> dict[str, object]:
-        # Read at each apply: the admin may change the machine settings (of an empty fleet).
+        # Read at each apply: the admin may change the machine settings (new VMs get them).
         machine = self._config.machine
         return {
             "region": self._config.app.region,
@@ -175,13 +163,12 @@ class AwsProvider:
 
     @property
     def work_dir(self) -> Path:
-        """Where Terraform's copy of the config and its state live."""
+        """Where Terraform's copy of the config (and a local state) live."""
         return self._runner.work_dir
 
     @property
-    def desired(self) -> set[str]:
-        """The VM names of the last apply (or of the state, before any)."""
-        return set(self._desired)
+    def backend(self) -> TerraformBackend:
+        return self._runner.backend
 
     # FleetProvider -------------------------------------------------------------------
 
@@ -197,64 +184,110 @@ class AwsProvider:
         with self._lock:
             current = self._refresh()
             try:
-                self._runner.destroy(self.variables(current), _ProgressRelay(log))
+                self._runner.destroy(self.variables(current.names), _ProgressRelay(log))
             except TerraformError as error:
                 raise self._failure("destroy", error) from error
-            finally:
-                self._refresh()
 
     def instances(self) -> set[str]:
-        return state_instance_names(self.work_dir / STATE_FILE)
+        return set(self._state().names)
 
     def close(self) -> list[str]:
         """Nothing to stop: EC2 instances outlive the server, by design."""
         return []
 
+    # HealingProvider -----------------------------------------------------------------
+
+    def reboot(self, hostname: str, log: LogCallback) -> None:
+        """EC2 RebootInstances: the same instance (and disk) starts again."""
+        with self._lock:
+            instance_id = self._instance_id(self._refresh(), hostname)
+            log(f"rebooting {hostname} ({instance_id})", 0)
+            ec2 = self._ec2_factory(self._runner.env, str(self._config.app.region))
+            try:
+                ec2.reboot_instances(InstanceIds=[instance_id])
+            except Exception as error:  # botocore's ClientError, or no connection at all
+                raise AwsProviderError(f"EC2 could not reboot {hostname}: {error}") from error
+            log(f"EC2 accepted the reboot of {hostname}", 1)
+
+    def replace(self, hostname: str, log: LogCallback) -> None:
+        """A new instance under the same name (and row), with a fresh enrolment token; the
+        old one is destroyed. Only this instance is planned (``-target``)."""
+        name = validate_hostname(hostname)
+
+        def keep(current: set[str]) -> set[str]:
+            if name not in current:
+                raise NotFound(f"Terraform has no VM named {name} to replace")
+            return current
+
+        self._apply(keep, "replace", log, replacing=[name])
+
     # Terraform -----------------------------------------------------------------------
 
-    def variables(self, names: set[str]) -> dict[str, object]:
-        """Every Terraform variable for a fleet of ``names`` (credentials included)."""
-        ordered = sorted(names)
+    def variables(self, names: Iterable[str], fresh: Iterable[str] = ()) -> dict[str, object]:
+        """Every Terraform variable for a fleet of ``names``: new enrolment tokens for the
+        ``fresh`` ones (to be created or replaced), the placeholder for the others."""
+        ordered = sorted(set(names))
+        wanted = sorted(set(fresh) & set(ordered))
+        tokens = dict(self._issue_enrolment(wanted)) if wanted else {}
         return {
             **self._settings(),
             "allocator_url": self.allocator_url,
             "vm_names": ordered,
-            "vm_credentials": dict(self._credentials_for(ordered)),
+            "vm_enrolment_tokens": {n: tokens.get(n, PLACEHOLDER_TOKEN) for n in ordered},
         }
 
-    def _apply(self, change: Change, verb: str, log: LogCallback) -> None:
+    def _apply(
+        self, change: Change, verb: str, log: LogCallback, *, replacing: Sequence[str] = ()
+    ) -> None:
         with self._lock:
-            wanted = change(self._refresh())
-            relay = _ProgressRelay(log)
+            state = self._refresh()
+            wanted = change(set(state.names))
+            # New names, tainted instances (any apply replaces them) and replacements.
+            fresh = (wanted - state.names) | (state.tainted & wanted) | set(replacing)
+            addresses = [instance_address(name) for name in replacing]
+            relay = _ProgressRelay(log, creations_only=bool(replacing))
             try:
-                outputs = self._runner.apply(self.variables(wanted), relay)
+                outputs = self._runner.apply(
+                    self.variables(wanted, fresh), relay, replace=addresses, targets=addresses
+                )
+                stranded = relay.created - fresh
+                if stranded:
+                    self._give_tokens(stranded, wanted, relay)
             except TerraformError as error:
-                self._refresh()
                 raise self._failure(verb, error) from error
             vms = outputs.get("vms")
-            self._desired = set(vms) if isinstance(vms, dict) else self.instances()
-            log(f"the AWS fleet has {len(self._desired)} VMs", relay.done)
+            count = len(vms) if isinstance(vms, dict) else len(wanted)
+            log(f"the AWS fleet has {count} VMs", relay.done)
 
-    def _refresh(self) -> set[str]:
+    def _give_tokens(self, stranded: set[str], wanted: set[str], relay: _ProgressRelay) -> None:
+        """Replace VMs Terraform created with the placeholder token (they had gone from AWS
+        unnoticed), so each boots with a token it can exchange."""
+        names = sorted(stranded)
+        message = f"{', '.join(names)} came back without an enrolment token; replacing them"
+        relay.note(message)
+        addresses = [instance_address(name) for name in names]
+        variables = self.variables(wanted, stranded)
+        self._runner.apply(variables, relay, replace=addresses, targets=addresses)
+
+    def _state(self) -> FleetState:
+        if self._runner.backend.shared:
+            return fleet_state(self._runner.state())
+        return fleet_state(read_state_file(self.work_dir / STATE_FILE))
+
+    def _refresh(self) -> FleetState:
         if self._env_source is not None:
             self._runner.set_env(self._env_source())
-        self._desired = self.instances()
-        return set(self._desired)
+        return self._state()
+
+    def _instance_id(self, state: FleetState, hostname: str) -> str:
+        instance_id = state.ids.get(hostname)
+        if instance_id is None:
+            raise NotFound(f"Terraform has no EC2 instance for VM {hostname}")
+        return instance_id
 
     def _failure(self, verb: str, error: TerraformError) -> AwsProviderError:
         log.warning("terraform failed to %s VMs in %s: %s", verb, self.work_dir, error.message)
         return AwsProviderError(f"Terraform could not {verb} the AWS VMs: {error.message}")
-
-
-def loopback_url(url: str) -> bool:
-    """Whether ``url`` points at this machine (no EC2 VM could reach it)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def make_aws_provider(
@@ -267,31 +300,22 @@ def make_aws_provider(
     plugin_dir: Path | None = None,
     source_dir: Path | None = None,
 ) -> AwsProvider:
-    """The provider of a deployment: state in ``<data_dir>/terraform/<deployment>/``, AWS
-    settings from :func:`aws_environment` unless ``aws_env`` is given, the provider mirror
-    from ``plugin_dir`` or ``$LABLINK_TF_PLUGIN_DIR`` (else terraform init downloads it)."""
+    """The provider of a deployment on these services (see :func:`client_runner`)."""
     if loopback_url(allocator_url):
         log.warning("AWS VMs cannot reach %s: set app.public_url", allocator_url)
-    deployment = deployment_name(config)
-    work_dir = state_dir(data_dir, deployment)
-    work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the state is sensitive
-    configured_mirror = os.environ.get(PLUGIN_DIR_VARIABLE)
-    mirror = plugin_dir or (Path(configured_mirror) if configured_mirror else None)
-    configured_source = config.fleet.terraform_dir
-    runner = TerraformRunner(
-        source_dir=source_dir
-        or (Path(configured_source) if configured_source else CLIENT_CONFIG_DIR),
-        work_dir=work_dir,
-        env=dict(aws_env) if aws_env is not None else aws_environment(data_dir),
-        plugin_dir=mirror,
-        parallelism=int(config.fleet.terraform_parallelism),
+    runner = client_runner(
+        config,
+        data_dir,
+        services.url,
+        aws_env=aws_env,
+        plugin_dir=plugin_dir,
+        source_dir=source_dir,
     )
-    enrolment = services.enrolment
     return AwsProvider(
         runner=runner,
-        credentials_for=lambda names: {n: enrolment.enrol(n, provider="aws") for n in names},
+        issue_enrolment=services.enrolment.issue_enrolment,
         config=config,
         allocator_url=allocator_url,
-        deployment=deployment,
+        deployment=deployment_name(config),
         env_source=None if aws_env is not None else (lambda: aws_environment(data_dir)),
     )

@@ -27,13 +27,13 @@ from lablink_core.fleet.base import (
     is_assigned,
 )
 from lablink_core.fleet.operations import (
-    FleetTable,
     OperationStore,
     ProgressRecorder,
     fleet_lock,
     lock_is_held,
 )
 from lablink_core.fleet.plans import FleetPlanner, Plan
+from lablink_core.fleet.table import FleetTable
 from lablink_core.validation import validate_hostname
 from lablink_core.vms import VMRegistry
 

@@ -17,7 +17,7 @@ from lablink_core.fleet.base import (
     is_assigned,
     next_names,
 )
-from lablink_core.fleet.operations import FleetTable
+from lablink_core.fleet.table import FleetTable
 from lablink_core.vms import VMRegistry
 
 HEAL_ACTIONS = ("reboot", "replace")

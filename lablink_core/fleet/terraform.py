@@ -1,14 +1,15 @@
 """Runs Terraform for a fleet: copies a config into a state folder, applies and destroys it.
 
-Every JSON event terraform prints is streamed to the caller as it arrives. Variables reach
-terraform only through its environment (TF_VAR_<name>), never through argv or a file, and
-known secret values are redacted from everything this module logs or reports.
+Every JSON event ``apply`` and ``destroy`` print is streamed to the caller as it arrives;
+the short commands (init, validate, output, state pull) are built by python-terraform (see
+:mod:`lablink_core.fleet.terraform_cli`). Variables reach terraform only through its
+environment (TF_VAR_<name>), never through argv or a file, and known secret values are
+redacted from everything this module logs or reports. The state is a local file in the work
+folder or, with a ``pg`` :class:`TerraformBackend`, a schema of the allocator's PostgreSQL.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
@@ -17,15 +18,30 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from lablink_core.fleet.terraform_backend import OVERRIDE_FILE, TerraformBackend
+from lablink_core.fleet.terraform_cli import (
+    IsFlagged,
+    IsNotFlagged,
+    TerraformCli,
+    TerraformCommandError,
+)
 from lablink_core.fleet.terraform_events import (
+    EventCallback,
+    OutputCollector,
     Redactor,
     TerraformCancelled,
     TerraformError,
     TerraformEvent,
     TerraformProgress,
     error_message,
-    parse_line,
+)
+from lablink_core.fleet.terraform_files import (
+    encode_variable,
+    json_value,
+    leaf_strings,
+    sync_config,
 )
 from lablink_core.fleet.terraform_process import CommandRunner, SubprocessRunner
 
@@ -33,6 +49,7 @@ __all__ = [
     "CommandRunner",
     "EventCallback",
     "SubprocessRunner",
+    "TerraformBackend",
     "TerraformCancelled",
     "TerraformError",
     "TerraformEvent",
@@ -42,16 +59,20 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-EventCallback = Callable[[TerraformEvent, TerraformProgress], None]
-CONFIG_PATTERNS = ("*.tf", "*.tftpl")
 CONFIG_DIGEST_FILE = ".lablink-config.sha256"
+STATE_FILE = "terraform.tfstate"
+MIGRATE_HINT = (
+    "\n(this folder still has a local state: move it into PostgreSQL with "
+    "`lablink fleet migrate-state`)"
+)
 _BASE_ENV_KEYS = ("PATH", "HOME", "TMPDIR")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_SECRET_NAME = re.compile(r"password|secret|token|credential|private", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"password|secret|token|credential|private|conn_str", re.IGNORECASE)
 
 
 class TerraformRunner:
-    """One Terraform config (`source_dir`) and its state (`work_dir`); one command at a time."""
+    """One Terraform config (`source_dir`) and its state (`work_dir`, or the `backend`);
+    one command at a time."""
 
     def __init__(
         self,
@@ -63,6 +84,7 @@ class TerraformRunner:
         terraform_bin: str = "terraform",
         parallelism: int = 50,
         runner: CommandRunner | None = None,
+        backend: TerraformBackend | None = None,
     ) -> None:
         self.source_dir = Path(source_dir).resolve()
         self.work_dir = Path(work_dir).resolve()
@@ -74,10 +96,20 @@ class TerraformRunner:
         self.plugin_dir = plugin_dir
         self.terraform_bin = terraform_bin
         self.parallelism = parallelism
+        self.backend = backend or TerraformBackend()
         self._runner: CommandRunner = runner if runner is not None else SubprocessRunner()
+        self._cli = TerraformCli(
+            work_dir=self.work_dir, terraform_bin=terraform_bin, execute=self._execute
+        )
+        self._last: OutputCollector | None = None
         self._busy = threading.RLock()
         self._cancelled = threading.Event()
         self._depth = 0
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment given to this runner (AWS settings; not the backend's)."""
+        return dict(self._env)
 
     def set_env(self, env: Mapping[str, str]) -> None:
         """Replace the environment the next command gets (e.g. rotated AWS keys)."""
@@ -85,24 +117,48 @@ class TerraformRunner:
             self._env = dict(env)
 
     def ensure_init(self) -> None:
-        """Copy the config into work_dir; run `terraform init` if never run or config changed."""
+        """Copy the config into work_dir; run `terraform init` if never run or config changed.
+
+        A changed backend is not silently re-initialised (no ``-reconfigure``, which would
+        leave the old state behind): Terraform refuses until the state is migrated."""
         with self._exclusive():
             digest = self._sync_config()
             marker = self.work_dir / CONFIG_DIGEST_FILE
             initialised = (self.work_dir / ".terraform").is_dir()
             if initialised and marker.is_file() and marker.read_text() == digest:
                 return
-            argv = [self.terraform_bin, "init", "-input=false", "-no-color"]
-            if self.plugin_dir is not None:
-                argv.append(f"-plugin-dir={self.plugin_dir}")
-            self._run_checked(argv, {}, None)
+            try:
+                self._init()
+            except TerraformError as error:
+                if self.backend.shared and (self.work_dir / STATE_FILE).is_file():
+                    error.message += MIGRATE_HINT
+                raise
             marker.write_text(digest)
 
-    def apply(self, variables: Mapping[str, object], on_event: EventCallback) -> dict[str, object]:
-        """Create or update the fleet to match `variables`; returns terraform's outputs."""
+    def migrate_state(self) -> None:
+        """Move the state there is into the configured backend (``init -migrate-state
+        -force-copy``): how a local state goes into PostgreSQL."""
+        with self._exclusive():
+            digest = self._sync_config()
+            self._init(migrate_state=IsFlagged, force_copy=IsFlagged)
+            (self.work_dir / CONFIG_DIGEST_FILE).write_text(digest)
+
+    def apply(
+        self,
+        variables: Mapping[str, object],
+        on_event: EventCallback,
+        *,
+        replace: Sequence[str] = (),
+        targets: Sequence[str] = (),
+    ) -> dict[str, object]:
+        """Create or update the fleet to match `variables`; returns terraform's outputs.
+        ``replace`` forces new instances of these addresses; ``targets`` limits the run."""
+        argv = self._command("apply")
+        argv += [f"-replace={address}" for address in replace]
+        argv += [f"-target={address}" for address in targets]
         with self._exclusive():
             self.ensure_init()
-            self._run_checked(self._command("apply"), variables, on_event)
+            self._run_checked(argv, variables, on_event)
             return self._read_outputs()
 
     def destroy(self, variables: Mapping[str, object], on_event: EventCallback) -> None:
@@ -114,10 +170,43 @@ class TerraformRunner:
     def outputs(self) -> dict[str, object]:
         """The current outputs, name -> value; empty when nothing was applied."""
         with self._exclusive():
-            if not (self.work_dir / "terraform.tfstate").is_file():
+            if not self.backend.shared and not (self.work_dir / STATE_FILE).is_file():
                 return {}
             self.ensure_init()
             return self._read_outputs()
+
+    def output(self, name: str) -> object:
+        """One output's value; None when the state has no such output."""
+        with self._exclusive():
+            self.ensure_init()
+            try:
+                return self._cli.output(name, full_value=True)  # None when terraform fails
+            except ValueError as error:
+                raise TerraformError(f"terraform output {name} printed no JSON") from error
+
+    def state(self) -> dict[str, object]:
+        """The state as Terraform has it (`terraform state pull`); {} when there is none."""
+        with self._exclusive():
+            if not self.backend.shared and not (self.work_dir / STATE_FILE).is_file():
+                return {}
+            self.ensure_init()
+            _, out, _ = self._call(self._cli.cmd, "state pull", raise_on_error=True)
+            if not out.strip():
+                return {}
+            value = json_value(out, "terraform state pull")
+            if not isinstance(value, dict):
+                raise TerraformError("terraform state pull printed no state object")
+            return value
+
+    def validate(self) -> dict[str, object]:
+        """`terraform validate -json`: its report ("valid", "diagnostics", ...)."""
+        with self._exclusive():
+            self.ensure_init()
+            _, out, _ = self._call(self._cli.cmd, "validate", json=IsFlagged, no_color=IsFlagged)
+            report = json_value(out, "terraform validate")
+            if not isinstance(report, dict):
+                raise TerraformError("terraform validate printed no report")
+            return report
 
     def cancel(self) -> None:
         """Interrupt a running terraform (SIGINT): it stops cleanly and keeps its state."""
@@ -148,45 +237,69 @@ class TerraformRunner:
             f"-parallelism={self.parallelism}",
         ]
 
+    def _init(self, **flags: object) -> None:
+        self._call(
+            self._cli.init,
+            backend_config=self.backend.init_config() or None,
+            reconfigure=IsNotFlagged,  # python-terraform's default; see ensure_init
+            plugin_dir=str(self.plugin_dir) if self.plugin_dir is not None else None,
+            raise_on_error=True,
+            **flags,
+        )
+
+    def _generated_files(self) -> dict[str, bytes]:
+        override = self.backend.override()
+        return {OVERRIDE_FILE: override.encode()} if override is not None else {}
+
     def _sync_config(self) -> str:
-        """Mirror the config files of source_dir into work_dir; returns their digest."""
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        sources = sorted({p for pattern in CONFIG_PATTERNS for p in self.source_dir.glob(pattern)})
-        if not any(p.suffix == ".tf" for p in sources):
-            raise TerraformError(f"no Terraform files in {self.source_dir}")
-        digest = hashlib.sha256()
-        names = set()
-        for source in sources:
-            content = source.read_bytes()
-            digest.update(source.name.encode() + b"\0" + content + b"\0")
-            names.add(source.name)
-            target = self.work_dir / source.name
-            if not target.is_file() or target.read_bytes() != content:
-                target.write_bytes(content)
-        for pattern in CONFIG_PATTERNS:
-            for stale in self.work_dir.glob(pattern):
-                if stale.name not in names:
-                    stale.unlink()
-        return digest.hexdigest()
+        generated = self._generated_files()
+        return sync_config(self.source_dir, self.work_dir, generated, self.backend.init_config())
 
     def _environment(self, variables: Mapping[str, object]) -> dict[str, str]:
         env = {key: os.environ[key] for key in _BASE_ENV_KEYS if key in os.environ}
         env.setdefault("PATH", os.defpath)
         env.update(self._env)
+        env.update(self.backend.env())
         env.update(TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1")
         for name, value in variables.items():
             if not _VARIABLE_NAME.match(name):
                 raise ValueError(f"invalid Terraform variable name: {name!r}")
             if value is not None:
-                env[f"TF_VAR_{name}"] = _encode_variable(value)
+                env[f"TF_VAR_{name}"] = encode_variable(value)
         return env
 
     def _redactor(self, variables: Mapping[str, object]) -> Redactor:
         secrets = [v for k, v in self._env.items() if _SECRET_NAME.search(k)]
+        secrets.extend(self.backend.secrets())
         for name, value in variables.items():
             if _SECRET_NAME.search(name):
-                secrets.extend(_leaf_strings(value))
+                secrets.extend(leaf_strings(value))
         return Redactor(secrets)
+
+    def _execute(self, argv: Sequence[str]) -> tuple[int, str]:
+        """How python-terraform's commands run: no variables, output collected, redacted."""
+        collector = OutputCollector(self._redactor({}), None)
+        self._last = collector
+        code = self._runner.stream(
+            argv, cwd=self.work_dir, env=self._environment({}), on_line=collector
+        )
+        return code, collector.text
+
+    def _call(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, str, str]:
+        """A python-terraform call; its TerraformCommandError becomes a TerraformError."""
+        try:
+            result: tuple[int, str, str] = command(*args, **kwargs)
+        except TerraformCommandError as error:
+            collected = self._last
+            lines = collected.lines if collected is not None else []
+            diagnostics = collected.diagnostics if collected is not None else []
+            raise TerraformError(
+                error_message(diagnostics, lines),
+                log="".join(lines),
+                diagnostics=diagnostics,
+                returncode=error.returncode,
+            ) from None
+        return result
 
     def _run_checked(
         self,
@@ -195,7 +308,7 @@ class TerraformRunner:
         on_event: EventCallback | None,
     ) -> None:
         """Run one terraform command, streaming events; raise TerraformError on failure."""
-        collector = _Collector(self._redactor(variables), on_event)
+        collector = OutputCollector(self._redactor(variables), on_event)
         if self._cancelled.is_set():
             raise TerraformCancelled(f"terraform {argv[1]} was cancelled before it started")
         started = time.monotonic()
@@ -204,91 +317,22 @@ class TerraformRunner:
             argv, cwd=self.work_dir, env=self._environment(variables), on_line=collector
         )
         log.info("terraform %s exited %s after %.1f s", argv[1], code, time.monotonic() - started)
-        text = "".join(collector.lines)
         if self._cancelled.is_set():
             raise TerraformCancelled(
-                f"terraform {argv[1]} was cancelled", log=text, returncode=code
+                f"terraform {argv[1]} was cancelled", log=collector.text, returncode=code
             )
         if code != 0:
             raise TerraformError(
                 error_message(collector.diagnostics, collector.lines),
-                log=text,
+                log=collector.text,
                 diagnostics=collector.diagnostics,
                 returncode=code,
             )
 
     def _read_outputs(self) -> dict[str, object]:
-        """`terraform output -json`, as name -> value."""
-        chunks: list[str] = []
-        argv = [self.terraform_bin, "output", "-json", "-no-color"]
-        code = self._runner.stream(
-            argv, cwd=self.work_dir, env=self._environment({}), on_line=chunks.append
-        )
-        text = "".join(chunks)
-        start = text.find("{")
-        try:
-            raw, _ = json.JSONDecoder().raw_decode(text, start) if start >= 0 else ({}, 0)
-        except ValueError:
-            raw = None
-        if code != 0 or not isinstance(raw, dict):
-            redact = self._redactor({})
-            raise TerraformError(
-                f"terraform output failed: {redact(text.strip()[-500:])}",
-                log=redact(text),
-                returncode=code,
-            )
+        """`terraform output -json` through python-terraform, as name -> value."""
+        _, out, _ = self._call(self._cli.output_cmd, json=IsFlagged, raise_on_error=True)
+        raw = json_value(out, "terraform output")
+        if not isinstance(raw, dict):
+            raise TerraformError(f"terraform output printed no outputs: {out.strip()[-500:]}")
         return {name: entry.get("value") for name, entry in raw.items()}
-
-
-class _Collector:
-    """The line handler of one command: redacts, parses, counts, keeps the log, notifies."""
-
-    def __init__(self, redact: Redactor, on_event: EventCallback | None) -> None:
-        self.redact = redact
-        self.on_event = on_event
-        self.progress = TerraformProgress()
-        self.diagnostics: list[TerraformEvent] = []
-        self.lines: list[str] = []
-        self.callback_failed = False
-
-    def __call__(self, raw: str) -> None:
-        line = self.redact(raw)
-        self.lines.append(line)
-        event = parse_line(line)
-        if event is None:
-            return
-        if event.kind == "diagnostic":
-            self.diagnostics.append(event)
-        self.progress.update(event)
-        if self.on_event is None:
-            return
-        try:
-            self.on_event(event, self.progress)
-        except Exception:  # a broken callback must not abort terraform half-way
-            if not self.callback_failed:
-                log.exception("terraform event callback failed (on a %s event)", event.kind)
-            self.callback_failed = True
-
-
-def _encode_variable(value: object) -> str:
-    """A TF_VAR_ value: strings as they are, everything else as JSON (valid HCL)."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, default=_json_default)
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    raise TypeError(f"cannot pass {type(value).__name__} to Terraform")
-
-
-def _leaf_strings(value: object) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _leaf_strings(item)
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        for item in value:
-            yield from _leaf_strings(item)

@@ -1,15 +1,18 @@
 """Terraform's machine-readable UI (`-json`) as typed events, running counts and errors.
 
-Pure functions and data only: no processes, no I/O.
+Pure functions and data only: no processes, no I/O (the collector is handed lines).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _LEVELS = {"error": "error", "warn": "warn", "warning": "warn"}
 REDACTED = "***"
@@ -165,3 +168,40 @@ def error_message(events: Sequence[TerraformEvent], log_lines: Sequence[str]) ->
         return "\n".join(summaries)
     tail = [line for line in log_lines if line.strip()][-5:]
     return "\n".join(tail) or "terraform failed without printing an error"
+
+
+EventCallback = Callable[[TerraformEvent, TerraformProgress], None]
+
+
+class OutputCollector:
+    """The line handler of one command: redacts, parses, counts, keeps the log, notifies."""
+
+    def __init__(self, redact: Redactor, on_event: EventCallback | None) -> None:
+        self.redact = redact
+        self.on_event = on_event
+        self.progress = TerraformProgress()
+        self.diagnostics: list[TerraformEvent] = []
+        self.lines: list[str] = []
+        self.callback_failed = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def __call__(self, raw: str) -> None:
+        line = self.redact(raw)
+        self.lines.append(line)
+        event = parse_line(line)
+        if event is None:
+            return
+        if event.kind == "diagnostic":
+            self.diagnostics.append(event)
+        self.progress.update(event)
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event, self.progress)
+        except Exception:  # a broken callback must not abort terraform half-way
+            if not self.callback_failed:
+                log.exception("terraform event callback failed (on a %s event)", event.kind)
+            self.callback_failed = True

@@ -6,6 +6,50 @@ locals {
   tags = {
     lablink-deployment = var.deployment_name
   }
+  load_balanced = var.tls_mode == "load_balancer"
+  serves_tls    = var.tls_mode == "certificate"
+  # The port researchers and VMs connect to on the instance itself (none with a load balancer).
+  public_port = local.serves_tls ? var.https_port : var.app_port
+  # The URL VMs are given (app.public_url). Without TLS: empty, the instance then finds its
+  # public IP at boot (IMDSv2) and uses http://<ip>:<app_port>.
+  https_url = (
+    local.serves_tls && var.https_port != 443
+    ? "https://${var.domain_name}:${var.https_port}"
+    : "https://${var.domain_name}"
+  )
+  public_url = var.tls_mode == "none" ? "" : local.https_url
+}
+
+check "tls_settings" {
+  assert {
+    condition     = var.tls_mode == "none" || var.domain_name != ""
+    error_message = "tls_mode ${var.tls_mode} needs domain_name (the name on the certificate)."
+  }
+  assert {
+    condition     = !local.serves_tls || (var.tls_certificate_pem != "" && var.tls_private_key_pem != "")
+    error_message = "tls_mode certificate needs tls_certificate_pem and tls_private_key_pem."
+  }
+  assert {
+    condition     = !local.load_balanced || var.acm_certificate_arn != ""
+    error_message = "tls_mode load_balancer needs acm_certificate_arn."
+  }
+}
+
+data "aws_vpc" "default" {
+  count   = local.load_balanced ? 1 : 0
+  default = true
+}
+
+data "aws_subnets" "default" {
+  count = local.load_balanced ? 1 : 0
+  filter {
+    name   = "vpc-id"
+    values = [data.aws_vpc.default[0].id]
+  }
+  filter {
+    name   = "default-for-az"
+    values = ["true"]
+  }
 }
 
 resource "aws_security_group" "allocator" {
@@ -14,13 +58,24 @@ resource "aws_security_group" "allocator" {
   tags        = merge(local.tags, { Name = "${var.deployment_name}-allocator" })
 
   dynamic "ingress" {
-    for_each = length(var.allowed_cidrs) > 0 ? [1] : []
+    for_each = !local.load_balanced && length(var.allowed_cidrs) > 0 ? [1] : []
     content {
-      description = "Allocator web app and API"
-      from_port   = var.app_port
-      to_port     = var.app_port
+      description = local.serves_tls ? "Allocator web app and API (HTTPS)" : "Allocator web app and API"
+      from_port   = local.public_port
+      to_port     = local.public_port
       protocol    = "tcp"
       cidr_blocks = var.allowed_cidrs
+    }
+  }
+
+  dynamic "ingress" {
+    for_each = local.load_balanced ? [1] : []
+    content {
+      description     = "Allocator web app and API, from the load balancer only"
+      from_port       = var.app_port
+      to_port         = var.app_port
+      protocol        = "tcp"
+      security_groups = [module.https_alb[0].security_group_id]
     }
   }
 
@@ -60,7 +115,12 @@ resource "aws_instance" "allocator" {
     db_password     = var.db_password
     deployment_name = var.deployment_name
     app_port        = var.app_port
+    public_port     = local.public_port
+    public_url      = local.public_url
     image           = var.allocator_image
+    tls_certificate = local.serves_tls ? var.tls_certificate_pem : ""
+    tls_private_key = local.serves_tls ? var.tls_private_key_pem : ""
+    trusted_proxies = local.load_balanced ? data.aws_vpc.default[0].cidr_block : ""
   })
   user_data_replace_on_change = true
 
@@ -74,4 +134,18 @@ resource "aws_instance" "allocator" {
   }
 
   tags = merge(local.tags, { Name = "${var.deployment_name}-allocator" })
+}
+
+module "https_alb" {
+  source = "../modules/https-alb"
+  count  = local.load_balanced ? 1 : 0
+
+  name            = var.deployment_name
+  vpc_id          = data.aws_vpc.default[0].id
+  subnet_ids      = data.aws_subnets.default[0].ids
+  instance_ids    = [aws_instance.allocator.id]
+  app_port        = var.app_port
+  certificate_arn = var.acm_certificate_arn
+  allowed_cidrs   = var.allowed_cidrs
+  tags            = local.tags
 }

@@ -130,3 +130,75 @@ variable "root_volume_size" {
     error_message = "root_volume_size must be at least 8 GiB."
   }
 }
+
+variable "tls_mode" {
+  description = <<-EOT
+    How the allocator serves HTTPS: "none" (plain HTTP on app_port), "certificate" (the
+    allocator itself, with the certificate and key given here, on https_port), or
+    "load_balancer" (an application load balancer with the ACM certificate acm_certificate_arn
+    ends TLS on 443 and forwards to app_port). With TLS, VMs are given https://<domain_name>.
+  EOT
+  type        = string
+  default     = "none"
+
+  validation {
+    condition     = contains(["none", "certificate", "load_balancer"], var.tls_mode)
+    error_message = "tls_mode must be none, certificate or load_balancer."
+  }
+}
+
+variable "domain_name" {
+  description = "DNS name of the allocator (on its certificate); point it at the instance or the load balancer."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.domain_name == "" || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.domain_name))
+    error_message = "domain_name must be a lowercase DNS name such as lablink.example.org."
+  }
+}
+
+variable "https_port" {
+  description = "Port the allocator serves HTTPS on with tls_mode certificate."
+  type        = number
+  default     = 443
+
+  validation {
+    condition     = var.https_port >= 1 && var.https_port <= 65535 && floor(var.https_port) == var.https_port
+    error_message = "https_port must be a port number between 1 and 65535."
+  }
+}
+
+variable "tls_certificate_pem" {
+  description = "PEM certificate chain for domain_name (tls_mode certificate); the server certificate first."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.tls_certificate_pem == "" || (startswith(trimspace(var.tls_certificate_pem), "-----BEGIN CERTIFICATE-----") && !strcontains(var.tls_certificate_pem, "LABLINK_"))
+    error_message = "tls_certificate_pem must be a PEM certificate (-----BEGIN CERTIFICATE-----)."
+  }
+}
+
+variable "tls_private_key_pem" {
+  description = "PEM private key of tls_certificate_pem (tls_mode certificate). It travels in user_data: prefer load_balancer where that matters."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.tls_private_key_pem == "" || (can(regex("^-----BEGIN [A-Z ]*PRIVATE KEY-----", trimspace(var.tls_private_key_pem))) && !strcontains(var.tls_private_key_pem, "LABLINK_"))
+    error_message = "tls_private_key_pem must be a PEM private key (-----BEGIN ... PRIVATE KEY-----)."
+  }
+}
+
+variable "acm_certificate_arn" {
+  description = "ARN of an ACM certificate for domain_name in this region (tls_mode load_balancer)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.acm_certificate_arn == "" || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$", var.acm_certificate_arn))
+    error_message = "acm_certificate_arn must be an ACM certificate ARN."
+  }
+}

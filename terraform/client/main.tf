@@ -45,15 +45,14 @@ resource "aws_instance" "client" {
   key_name               = var.key_name
   vpc_security_group_ids = [aws_security_group.client.id]
 
+  # Only a one-time enrolment token: the VM exchanges it for its credential at first boot.
   user_data = templatefile("${path.module}/user_data.sh.tftpl", {
-    allocator_url = var.allocator_url
-    hostname      = each.key
-    credential    = lookup(var.vm_credentials, each.key, "")
-    repository    = var.repository
-    image         = var.client_image
+    allocator_url   = var.allocator_url
+    hostname        = each.key
+    enrolment_token = lookup(var.vm_enrolment_tokens, each.key, "")
+    repository      = var.repository
+    image           = var.client_image
   })
-  # The client container is started once, at first boot: a VM whose settings changed is replaced.
-  user_data_replace_on_change = true
 
   metadata_options {
     http_tokens = "required"
@@ -62,9 +61,13 @@ resource "aws_instance" "client" {
   tags = merge(local.tags, { Name = each.key })
 
   lifecycle {
+    # Tokens are minted per apply, and user_data runs only at first boot: a VM that exists is
+    # never replaced because its user_data changed (new settings reach new VMs only).
+    ignore_changes = [user_data]
+
     precondition {
-      condition     = contains(keys(var.vm_credentials), each.key)
-      error_message = "vm_credentials has no credential for VM ${each.key}."
+      condition     = contains(keys(var.vm_enrolment_tokens), each.key)
+      error_message = "vm_enrolment_tokens has no token for VM ${each.key}."
     }
   }
 }

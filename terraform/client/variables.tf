@@ -34,7 +34,7 @@ variable "ami_id" {
 variable "client_image" {
   description = "Docker image each client VM runs."
   type        = string
-  default     = "ghcr.io/talmolab/lablink-client-base-image:latest"
+  default     = "ghcr.io/talmolab/lablink-allocator-client:0.2.0"
 
   validation {
     condition     = can(regex("^[a-z0-9][a-z0-9._/:@-]*$", var.client_image))
@@ -73,14 +73,19 @@ variable "vm_names" {
   }
 }
 
-variable "vm_credentials" {
-  description = "Per-VM secret the client presents to the allocator, keyed by VM name; every VM needs one."
+variable "vm_enrolment_tokens" {
+  description = <<-EOT
+    One-time enrolment token per VM, keyed by VM name; every VM needs an entry. Only VMs
+    being created or replaced need a real token (the VM exchanges it for its credential at
+    first boot): VMs that already exist get the placeholder "existing-vm", which nothing
+    reads (user_data changes are ignored once a VM exists).
+  EOT
   type        = map(string)
   sensitive   = true
 
   validation {
-    condition     = alltrue([for c in values(var.vm_credentials) : length(c) >= 16 && !can(regex("[\\x00\\r\\n]", c))])
-    error_message = "Each VM credential must be at least 16 characters, on one line."
+    condition     = alltrue([for t in values(var.vm_enrolment_tokens) : length(t) >= 8 && length(t) <= 200 && can(regex("^[A-Za-z0-9._~-]+$", t))])
+    error_message = "Each enrolment token must be 8-200 letters, digits or ._~- characters."
   }
 }
 

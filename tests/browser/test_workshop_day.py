@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -16,7 +16,6 @@ from sqlalchemy import create_engine, text
 from tests.browser.test_researcher import fill, request_vm
 from tests.fixtures.server import RunningServer
 from tests.integration.test_allocation import crd
-from tests.integration.test_waitlist import online
 
 pytestmark = pytest.mark.browser
 
@@ -38,9 +37,12 @@ def join_queue(page: Page, api: RunningServer, email: str, code: str) -> None:
 
 
 def test_queued_pages_move_up_and_get_their_vm(
-    contexts: list[BrowserContext], api: RunningServer, screenshots_dir: object
+    polling_vms: Callable[[int], list[str]],
+    contexts: list[BrowserContext],
+    api: RunningServer,
+    screenshots_dir: object,
 ) -> None:
-    online(api, 2)
+    polling_vms(2)
     held = [
         httpx.post(
             f"{api.url}/request_vm",
@@ -79,8 +81,10 @@ def schedule_teardown(api: RunningServer, minutes: float | None) -> None:
     engine.dispose()
 
 
-def test_a_teardown_is_announced_and_warned_of(page: Page, api: RunningServer) -> None:
-    online(api, 1)
+def test_a_teardown_is_announced_and_warned_of(
+    polling_vms: Callable[[int], list[str]], page: Page, api: RunningServer
+) -> None:
+    polling_vms(1)
     try:
         schedule_teardown(api, 40)
         request_vm(page, api)

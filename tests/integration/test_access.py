@@ -5,7 +5,7 @@ rule is changed at run time for every process through the database."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -16,9 +16,9 @@ from lablink_core.access import AccessPolicy, parse_allowlist
 from lablink_core.config import AccessConfig
 from lablink_core.errors import InvalidInput
 from lablink_core.settings import SettingsStore
-from tests.fixtures.server import RunningServer, make_server_database
+from tests.fixtures.server import RunningServer, available_count, make_server_database
 from tests.integration.test_allocation import crd
-from tests.integration.test_waitlist import online
+from tests.support.vm_simulator import SimulatedFleet
 from tests.support.waiting import wait_until
 
 
@@ -42,8 +42,10 @@ def held(api: RunningServer) -> list[str]:
     return [row["user_email"] for row in rows if row["user_email"]]
 
 
-def test_an_event_code_keeps_out_whoever_lacks_it(api: RunningServer, policy: AccessPolicy) -> None:
-    online(api, 2)
+def test_an_event_code_keeps_out_whoever_lacks_it(
+    polling_vms: Callable[[int], list[str]], api: RunningServer, policy: AccessPolicy
+) -> None:
+    polling_vms(2)
     policy.change(mode="code", event_code="Sleap-2026")
     wait_until(
         lambda: "event code" in ask(api, "nocode@example.org").text,
@@ -59,9 +61,9 @@ def test_an_event_code_keeps_out_whoever_lacks_it(api: RunningServer, policy: Ac
 
 
 def test_an_allowlist_admits_its_emails_and_domains(
-    api: RunningServer, policy: AccessPolicy
+    polling_vms: Callable[[int], list[str]], api: RunningServer, policy: AccessPolicy
 ) -> None:
-    online(api, 3)
+    polling_vms(3)
     entries = parse_allowlist("email\nada@example.org\n@uni.edu\n\nada@example.org,")
     assert entries == ["ada@example.org", "@uni.edu"]
     policy.change(mode="allowlist", allowlist=entries)
@@ -98,7 +100,18 @@ def strict_server(postgres_server_url: str, template_database: str) -> Iterator[
 
 
 def test_a_burst_from_one_address_cannot_drain_the_fleet(strict_server: RunningServer) -> None:
-    online(strict_server, 20)
+    names = [f"vm-{i:02d}" for i in range(20)]
+    credentials = {name: strict_server.credential(name) for name in names}
+    vms = SimulatedFleet(strict_server.url, credentials).start()
+    try:
+        wait_until(lambda: available_count(strict_server) == 20, timeout=30)
+        flood(strict_server)
+    finally:
+        vms.stop()
+
+
+def flood(strict_server: RunningServer) -> None:
+    """50 requests at once from one address, each with a new email."""
     with ThreadPoolExecutor(50) as pool:
         replies = list(pool.map(lambda i: ask(strict_server, f"r{i}@example.org"), range(50)))
     statuses = Counter(reply.status_code for reply in replies)

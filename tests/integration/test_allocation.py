@@ -10,7 +10,10 @@ import pytest
 from sqlalchemy import Engine, text
 
 from lablink_core.allocation import Allocator, Assignment
+from lablink_core.enrolment import VMEnrolment
 from lablink_core.errors import InvalidInput, NotFound, NoVMAvailable, SeatTaken
+from lablink_core.vms import VMRegistry
+from tests.support.vms import poll
 
 CRD = (
     'DISPLAY= /opt/google/chrome-remote-desktop/start-host --code="4/0AbCdEf_123-xyz" '
@@ -101,7 +104,11 @@ def test_held_seat_with_no_free_vm_is_seat_taken_not_empty(
 
 
 def test_release_by_researcher_and_by_admin(
-    allocator: Allocator, free_vms: Callable[..., list[str]], engine: Engine
+    allocator: Allocator,
+    free_vms: Callable[..., list[str]],
+    engine: Engine,
+    enrolment: VMEnrolment,
+    registry: VMRegistry,
 ) -> None:
     free_vms(1)
     first = allocator.request_vm("ada@example.org", crd())
@@ -109,9 +116,15 @@ def test_release_by_researcher_and_by_admin(
         allocator.release("ada@example.org", "not-the-token")
     assert allocator.release("ada@example.org", first.seat_token) == first.hostname
     assert holders(engine) == {}
+    # Its credential rotated: nobody gets it before the VM has used the new one.
+    with pytest.raises(NoVMAvailable):
+        allocator.request_vm("grace@example.org", crd())
+    poll(registry, first.hostname, enrolment.current([first.hostname])[first.hostname])
     second = allocator.request_vm("grace@example.org", crd())
     assert second.hostname == first.hostname
     allocator.release_hostname(second.hostname)
+    assert allocator.free_count() == 0  # rotated again, not acknowledged yet
+    poll(registry, first.hostname, enrolment.current([first.hostname])[first.hostname])
     assert allocator.free_count() == 1
     with pytest.raises(NotFound):
         allocator.release_hostname(second.hostname)

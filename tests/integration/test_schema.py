@@ -6,12 +6,13 @@ import subprocess
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from lablink_core.config import DatabaseConfig
 from lablink_core.db import current_revision, make_engine, upgrade
 from lablink_core.localdb import find_bin_dir
+from lablink_core.models import build_models
 from lablink_core.schema import HEAD_REVISION, init_sql
 
 
@@ -108,3 +109,50 @@ def test_custom_table_name_and_channel(database_factory: Callable[..., str]) -> 
         events = connection.execute(text("SELECT kind FROM gpu_seats_events")).scalars().all()
     engine.dispose()
     assert events == ["created"]
+
+
+def test_the_models_describe_the_migrated_schema(engine: Engine) -> None:
+    """Every mapped table exists with exactly the mapped columns (the DDL and the typed models
+    are written apart; this keeps them in step)."""
+    models = build_models("vms")
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = 'public'"
+            )
+        ).all()
+    in_database: dict[str, set[str]] = {}
+    for row in rows:
+        in_database.setdefault(row.table_name, set()).add(row.column_name)
+    for name, table in models.metadata.tables.items():
+        assert in_database.get(name) == {column.name for column in table.columns}, name
+
+
+def test_an_upgrade_from_the_first_revision_keeps_the_data(
+    database_factory: Callable[..., str],
+) -> None:
+    url = database_factory(migrated=False)
+    engine = make_engine(url, pool_size=1)
+    try:
+        upgrade(engine, DatabaseConfig(), revision="0001")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO vms (hostname, status, user_email, crd_code, crd_redirect_url, "
+                    "pin) VALUES ('vm-old', 'assigned', 'ada@example.org', '4/0Old', "
+                    "'https://remotedesktop.google.com/_/oauthredirect', '123456')"
+                )
+            )
+        upgrade(engine, DatabaseConfig())
+        assert current_revision(engine) == HEAD_REVISION
+        with engine.connect() as connection:
+            row = connection.execute(text("SELECT * FROM vms")).mappings().one()
+        assert (row["hostname"], row["user_email"], row["pin"]) == (
+            "vm-old",
+            "ada@example.org",
+            "123456",
+        )
+        assert row["health_state"] == "unknown" and row["credential_hash"] is None
+    finally:
+        engine.dispose()

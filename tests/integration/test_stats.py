@@ -11,7 +11,7 @@ from lablink_core.allocation import Allocator
 from lablink_core.enrolment import VMEnrolment
 from lablink_core.vms import VMRegistry
 from tests.integration.test_allocation import CRD, crd
-from tests.support.vms import bring_online
+from tests.support.vms import bring_online, poll
 
 TABLE = "vms"
 
@@ -35,7 +35,9 @@ def test_assignments_per_minute_skips_renewals(
     allocator.request_vm("ada@example.org", crd("4/renewed"), first.seat_token)  # a renewal
     allocator.request_vm("grace@example.org", CRD)
     allocator.release("ada@example.org", first.seat_token)
-    allocator.request_vm("alan@example.org", CRD)  # the released VM, assigned again
+    # The VM picks up its rotated credential; then it is assigned again.
+    poll(registry, first.hostname, enrolment.current([first.hostname])[first.hostname])
+    allocator.request_vm("alan@example.org", CRD)
     with engine.connect() as connection:
         raw = connection.execute(
             text("SELECT count(*) FROM vms_events WHERE kind = 'assigned'")

@@ -117,13 +117,32 @@ def test_reuse_rotates_the_credential_so_the_previous_user_gets_nothing(
     new = answer["credential"]
     assert answer["assigned"] is False and new != old
 
-    # The previous user's copy is dead everywhere; the VM's new one works.
-    assert refused_everywhere(api, "vm-shared", old)
+    # Until the VM has used its new credential, it is not handed to anyone; once it has,
+    # the previous user's copy is dead everywhere.
+    assert httpx.get(f"{api.url}/api/health", timeout=10).json()["free_vms"] == 0
     assert poll(api, "vm-shared", new, answer["generation"]).status_code == 204
+    assert refused_everywhere(api, "vm-shared", old)
     second = request(api, "second@example.org", "4/0Second")
     assert second["hostname"] == "vm-shared"
     assert poll(api, "vm-shared", old, 0).status_code == 401  # cannot receive 4/0Second
     assert poll(api, "vm-shared", new, answer["generation"]).json()["code"] == "4/0Second"
+
+
+def test_a_rotation_the_vm_missed_is_answered_again_but_never_with_a_task(
+    api: RunningServer,
+) -> None:
+    old = api.credential("vm-busy")
+    assert poll(api, "vm-busy", old, 0).status_code == 204
+    seat = request(api, "busy@example.org", "4/0Busy")
+    generation = poll(api, "vm-busy", old, 0).json()["generation"]
+    # Released while the VM is not waiting (starting CRD, say): it missed the answer.
+    released = {"email": "busy@example.org", "seat_token": seat["seat_token"]}
+    assert httpx.post(f"{api.url}/release_vm", json=released, timeout=30).status_code == 200
+    again = poll(api, "vm-busy", old, generation).json()
+    assert set(again) == {"hostname", "assigned", "generation", "credential"}
+    assert again["assigned"] is False and "code" not in again and "pin" not in again
+    assert poll(api, "vm-busy", again["credential"], again["generation"]).status_code == 204
+    assert poll(api, "vm-busy", old, 0).status_code == 401  # acknowledged: the old one is dead
 
 
 def test_an_enrolment_token_is_exchanged_once(api: RunningServer, enrolment: VMEnrolment) -> None:

@@ -6,28 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
 
-from lablink_core.credentials import SecretStore, VMCredentials
-from lablink_core.enrolment import VMEnrolment
-from lablink_core.vms import VMRegistry
 from lablink_core.waitlist import Waitlist
 from tests.fixtures.server import RunningServer
 from tests.integration.test_allocation import crd
-from tests.support.vms import bring_online
-
-
-def online(api: RunningServer, count: int) -> list[str]:
-    engine = create_engine(api.database_url)
-    enrolment = VMEnrolment(engine, "vms", VMCredentials.from_store(SecretStore(engine)))
-    names = [f"vm-{i:02d}" for i in range(count)]
-    for name in names:
-        bring_online(enrolment, VMRegistry(engine, "vms"), name)
-    engine.dispose()
-    return names
 
 
 def ask(api: RunningServer, email: str, *, wait: bool) -> httpx.Response:
@@ -43,8 +30,10 @@ def ticket(api: RunningServer, token: str, wait: float = 0) -> dict[str, Any]:
     return body
 
 
-def test_fifty_queue_for_ten_vms_freed_one_by_one(api: RunningServer) -> None:
-    online(api, 10)
+def test_fifty_queue_for_ten_vms_freed_one_by_one(
+    polling_vms: Callable[[int], list[str]], api: RunningServer
+) -> None:
+    polling_vms(10)
     holders = [ask(api, f"holder{i}@example.org", wait=False).json() for i in range(10)]
     assert len({h["hostname"] for h in holders}) == 10
     assert ask(api, "late@example.org", wait=False).status_code == 503
@@ -76,8 +65,10 @@ def test_fifty_queue_for_ten_vms_freed_one_by_one(api: RunningServer) -> None:
     assert {held[host] for host in told} == {f"q{i:02d}@example.org" for i in range(10)}
 
 
-def test_a_queued_ticket_becomes_the_seat_token(api: RunningServer) -> None:
-    online(api, 1)
+def test_a_queued_ticket_becomes_the_seat_token(
+    polling_vms: Callable[[int], list[str]], api: RunningServer
+) -> None:
+    polling_vms(1)
     first = ask(api, "first@example.org", wait=False).json()
     queued = ask(api, "second@example.org", wait=True).json()
     release = {"email": "first@example.org", "seat_token": first["seat_token"]}
@@ -88,9 +79,10 @@ def test_a_queued_ticket_becomes_the_seat_token(api: RunningServer) -> None:
 
 
 def test_an_entry_nobody_asks_about_expires_and_a_full_queue_says_so(
+    polling_vms: Callable[[int], list[str]],
     api: RunningServer,
 ) -> None:
-    online(api, 1)
+    polling_vms(1)
     ask(api, "holder@example.org", wait=False)
     gone = ask(api, "gone@example.org", wait=True).json()
     engine = create_engine(api.database_url)

@@ -42,8 +42,8 @@ class SimulatedFleet:
 
     async def _vm(self, client: httpx.AsyncClient, hostname: str) -> None:
         generation, delay = 0, 0.05
-        headers = {"Authorization": f"Bearer {self.credentials[hostname]}"}
         while not self._stop.is_set():
+            headers = {"Authorization": f"Bearer {self.credentials[hostname]}"}
             try:
                 reply = await client.post(
                     "/vm_startup",
@@ -64,4 +64,6 @@ class SimulatedFleet:
             if reply.status_code == 200:
                 task = reply.json()
                 generation = task["generation"]
+                # A rotated credential (the VM was released under reuse) replaces the old.
+                self.credentials[hostname] = task.get("credential", self.credentials[hostname])
                 self.tasks[hostname] = task

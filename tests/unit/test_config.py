@@ -8,6 +8,7 @@ import pytest
 
 from lablink_core.cli import main
 from lablink_core.config import ConfigError, database_url, load_config
+from lablink_core.config.reference import markdown_reference
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -22,7 +23,7 @@ def test_defaults_are_the_seeds() -> None:
     assert config.db.message_channel == "vm_updates"
     assert config.machine.machine_type == "g4dn.xlarge"
     assert config.machine.ami_id == "ami-067cc81f948e50e06"
-    assert config.machine.image == "ghcr.io/talmolab/lablink-client-base-image:latest"
+    assert config.machine.image == "ghcr.io/talmolab/lablink-allocator-client:0.2.0"
     assert config.machine.repository is None
     assert config.app.port == 5000
     assert database_url(config.db) is None  # nothing configured: the private server
@@ -115,3 +116,10 @@ def test_cli_init_sql_file_is_private(tmp_path: Path) -> None:
     assert main(["db", "init-sql", "-o", str(target)]) == 0
     assert target.stat().st_mode & 0o777 == 0o600
     assert "CREATE OR REPLACE TRIGGER vms_notify" in target.read_text()
+
+
+def test_the_readme_lists_every_key_as_the_params_document_it() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("<!-- config-reference:start")
+    table = readme[readme.index("\n", start) + 1 : readme.index("<!-- config-reference:end -->")]
+    assert table == markdown_reference(), "run `lablink config reference` into the README"
