@@ -61,6 +61,7 @@ SECONDS_FORMATTER = JSCode(
 FORMATTERS: dict[str, Any] = {
     "status": BADGE_FORMATTER,
     "in_use": {"type": "lookup", "true": "in use", "false": ""},
+    "hostname": {"type": "textarea"},
     "user_email": {"type": "textarea"},
     "health": {"type": "textarea"},
     "reason": {"type": "textarea"},
