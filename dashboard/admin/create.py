@@ -57,7 +57,9 @@ class CreateView(Viewer):
             state.param.count, label=f"Number of instances (1-{limit})", start=1, end=limit
         )
         self.machine = [
-            pn.widgets.TextInput.from_param(state.param[key], label=label)
+            pn.widgets.TextInput.from_param(
+                state.param[key], label=label, sizing_mode="stretch_width"
+            )
             for key, label in (
                 ("machine_type", "Machine type"),
                 ("ami_id", "AMI id"),
@@ -65,7 +67,9 @@ class CreateView(Viewer):
                 ("repository", "Repository (optional)"),
             )
         ]
-        self.machine_box = pn.Column(*self.machine, visible=not state.is_local, margin=0)
+        self.machine_box = pn.Column(
+            *self.machine, visible=not state.is_local, margin=0, sizing_mode="stretch_width"
+        )
         self.where = pn.pane.HTML(notice_html(state.where(), _where_kind(state)))
         self.cost = pn.pane.HTML("", sizing_mode="stretch_width")
         self.launch = pn.widgets.Button(label="Launch", color="primary")
@@ -109,7 +113,7 @@ class CreateView(Viewer):
         self.state.show_operations(*read)
 
     def __panel__(self) -> pn.viewable.Viewable:
-        form = pn.Column(self.count, self.machine_box, self.cost, self.launch, width=440)
+        form = pn.Column(self.count, self.machine_box, self.cost, self.launch, width=480)
         return pn.Column(
             self.where,
             form,
