@@ -177,7 +177,8 @@ def test_status_reports_show_in_the_table_and_release_works(api: RunningServer) 
         f"{api.url}/release_vm", json={"email": "ada@example.org", "seat_token": seat["seat_token"]}
     )
     assert released.json() == {"released": "vm-a"}
-    request(api, "grace@example.org")
+    start_vm(api, "vm-a")  # the VM picks up its rotated credential, and is free again
+    assert request(api, "grace@example.org").status_code == 200
     admin = httpx.post(f"{api.url}/api/vms/vm-a/release", auth=api.admin_auth())
     assert admin.status_code == 200
     assert httpx.post(f"{api.url}/api/vms/vm-a/release", auth=api.admin_auth()).status_code == 404
