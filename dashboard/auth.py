@@ -45,6 +45,7 @@ from dashboard.admin_cookie import (
     session_token,
 )
 from dashboard.login import LablinkLoginHandler, LablinkLogoutHandler
+from dashboard.login_page import LOGIN_TEMPLATE, LOGOUT_TEMPLATE
 from dashboard.runtime import Runtime
 from dashboard.security_headers import websocket_origin_allowed
 
@@ -99,8 +100,17 @@ class LablinkAuthProvider(BasicAuthProvider):
     def __init__(self, runtime: Callable[[], Runtime]) -> None:
         self._runtime = runtime
         handler_settings = {"runtime_ref": staticmethod(runtime), "_login_endpoint": LOGIN_ENDPOINT}
-        self._login_class = type("LablinkLoginHandler", (LablinkLoginHandler,), handler_settings)
-        self._logout_class = type("LablinkLogoutHandler", (LablinkLogoutHandler,), handler_settings)
+        # The login and logout pages in LabLink's look (Panel's login template option).
+        self._login_class = type(
+            "LablinkLoginHandler",
+            (LablinkLoginHandler,),
+            {**handler_settings, "_login_template": LOGIN_TEMPLATE},
+        )
+        self._logout_class = type(
+            "LablinkLogoutHandler",
+            (LablinkLogoutHandler,),
+            {**handler_settings, "_logout_template": LOGOUT_TEMPLATE},
+        )
         super().__init__(login_endpoint=LOGIN_ENDPOINT, logout_endpoint=LOGOUT_ENDPOINT)
 
     def _allow_guest(self, uri: str) -> bool:

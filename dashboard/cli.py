@@ -62,5 +62,5 @@ def serve_command(args: argparse.Namespace) -> int:
         print("  admin API token for scripts: `lablink admin token`", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
 
-    run_server(server, runtime, on_ready=announce)
+    print(run_server(server, runtime, on_ready=announce), flush=True)
     return 0

@@ -30,6 +30,12 @@ class VMSource(Protocol):
     def list(self, *, unresponsive_after: float = ...) -> list[dict[str, Any]]: ...
 
 
+class ActionSource(Protocol):
+    """Where the reasons come from: :class:`lablink_core.vm_actions.ActionLog` or a fake."""
+
+    def latest_by_vm(self, hostnames: Any = ...) -> dict[str, dict[str, Any]]: ...
+
+
 class LiveVMTable(SharedReader[pd.DataFrame]):
     """The process's snapshot of the VM table, kept fresh for the sessions that subscribe."""
 
@@ -44,18 +50,22 @@ class LiveVMTable(SharedReader[pd.DataFrame]):
         source: VMSource,
         listener: ListenerLike | None = None,
         *,
+        actions: ActionSource | None = None,
         clock: Callable[[], float] = time.monotonic,
         **params: Any,
     ) -> None:
         super().__init__(vm_frame([]), listener, clock=clock, **params)
         self._source = source
+        self._actions = actions
         self._step_changes: tuple[pd.DataFrame, Changes | None] | None = None
 
     def wants(self, notification: Notification) -> bool:
         return notification.what != "waitlist"
 
     def _read(self) -> pd.DataFrame:
-        return vm_frame(self._source.list(unresponsive_after=self.unresponsive_after))
+        rows = self._source.list(unresponsive_after=self.unresponsive_after)
+        latest = self._actions.latest_by_vm() if self._actions is not None and rows else {}
+        return vm_frame(rows, actions=latest)
 
     def changes(self, old: pd.DataFrame, new: pd.DataFrame) -> Changes | None:
         """:func:`~dashboard.admin.frames.row_changes` of ``old`` -> ``new``, computed once
@@ -86,6 +96,7 @@ def live_table(runtime: Any) -> LiveVMTable:
         table = LiveVMTable(
             runtime.services.registry,
             runtime.listener,
+            actions=runtime.services.actions,
             unresponsive_after=runtime.config.app.unresponsive_after_seconds,
         ).start()
         _tables[id(runtime)] = (runtime, table)

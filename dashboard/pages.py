@@ -8,7 +8,6 @@ admin login.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ import panel as pn
 from dashboard.admin import pages as admin
 from dashboard.api.researcher import SEAT_COOKIE
 from dashboard.auth import LOGOUT_ENDPOINT
+from dashboard.layout import admin_template, public_template
 from dashboard.public_state import public_state
 from dashboard.researcher.state import RequestState, ResearcherServices
 from dashboard.researcher.view import RequestView
@@ -62,6 +62,9 @@ def researcher_page(runtime: Runtime) -> Any:
     return view
 
 
+NAV_LINKS = [(title, url) for url, (title, _) in ADMIN_PAGES.items()]
+
+
 def _session_address() -> str:
     """The address of the browser this session serves (as its HTTP request came)."""
     context = pn.state.curdoc.session_context if pn.state.curdoc is not None else None
@@ -69,24 +72,19 @@ def _session_address() -> str:
     return str(getattr(request, "remote_ip", "") or "unknown")
 
 
-def admin_header(runtime: Runtime) -> pn.viewable.Viewable:
-    """Links between the admin pages, who is signed in, and the logout link."""
-    links = " · ".join(f'<a href="{url}">{title}</a>' for url, (title, _) in ADMIN_PAGES.items())
-    user = html.escape(runtime.admin.user)
-    return pn.Row(
-        pn.pane.HTML(f"<nav>{links}</nav>"),
-        pn.HSpacer(),
-        pn.pane.HTML(f'Signed in as <b>{user}</b> · <a href="{LOGOUT_ENDPOINT}">Log out</a>'),
-        sizing_mode="stretch_width",
-    )
-
-
 def page(url: str, runtime: Runtime) -> Any:
-    """The page served at ``url`` for one session."""
+    """The page served at ``url`` for one session, in the LabLink template."""
     if url == "/":
-        return researcher_page(runtime)
+        return public_template(TITLES[url], [researcher_page(runtime)])
     _, build = ADMIN_PAGES[url]
-    return pn.Column(admin_header(runtime), build(runtime), sizing_mode="stretch_width")
+    return admin_template(
+        TITLES[url],
+        links=NAV_LINKS,
+        current=url,
+        user=runtime.admin.user,
+        logout_url=LOGOUT_ENDPOINT,
+        main=[build(runtime)],
+    )
 
 
 def build_pages(runtime: Callable[[], Runtime]) -> dict[str, Callable[[], Any]]:
@@ -112,4 +110,4 @@ def app_route(url: str) -> str:
 
 def serve_page(url: str) -> None:
     """Mark the page at ``url`` servable: what each ``dashboard/apps/*.py`` file does."""
-    pn.panel(page(url, current())).servable(title=TITLES[url])
+    page(url, current()).servable(title=TITLES[url])

@@ -82,10 +82,18 @@ def local_url(host: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
+def shutdown_summary(local_vms: int, private_database: bool) -> str:
+    """The one line ``lablink serve`` prints as it stops."""
+    vms = f"{local_vms} local VM{'' if local_vms == 1 else 's'} stopped"
+    database = "private database stopped" if private_database else "database left running"
+    return f"LabLink stopped: {vms}, {database}."
+
+
 def run_server(
     server: Server, runtime: Runtime, *, on_ready: Callable[[], None] | None = None
-) -> None:
-    """Serve until SIGINT/SIGTERM, then stop listening, close the pool and the private DB."""
+) -> str:
+    """Serve until SIGINT/SIGTERM, then stop listening, close the pool and the private DB;
+    returns :func:`shutdown_summary`."""
     loop = server.io_loop
 
     async def start() -> None:
@@ -107,6 +115,8 @@ def run_server(
     try:
         loop.start()
     finally:
+        present = runtime.fleet.present() if runtime.fleet is not None else None
+        private = runtime.services.local_postgres is not None
         # First, so no local VM process outlives the server (nor polls a closing one).
         runtime.stop_fleet()
         close_live_table(runtime)
@@ -115,3 +125,4 @@ def run_server(
         asyncio.get_event_loop().run_until_complete(runtime.stop())
         runtime.close()
         install(None)
+    return shutdown_summary(len(present or ()), private)

@@ -33,10 +33,12 @@ from tornado.ioloop import IOLoop
 
 from dashboard.auth import cookie_secret_for, guard_autoload_scripts, make_authorize
 from dashboard.body_limit import refuse_large_bodies
-from dashboard.runtime import build_runtime, current, install
+from dashboard.runtime import Runtime, build_runtime, current, install
 from dashboard.security_headers import allowed_origins, harden_application
-from dashboard.server import body_limits, tls_files
+from dashboard.server import body_limits, local_url, tls_files
 from lablink_core.config import LablinkConfig, load_config
+
+PANEL_DEFAULT_PORT = 5006
 
 
 def _options() -> set[str]:
@@ -97,12 +99,44 @@ def _extra_origins(server: Server, https: bool) -> list[str]:
     return [f"{scheme}://{host}" for host in hosts if host and "*" not in host]
 
 
+def _option_value(name: str, default: str) -> str:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` on panel serve's command line."""
+    args = sys.argv
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+def served_url() -> str:
+    """How local VM processes reach this ``panel serve`` (its --address and --port)."""
+    port = int(_option_value("--port", str(PANEL_DEFAULT_PORT)))
+    https = "--ssl-certfile" in _options()
+    return local_url(_option_value("--address", ""), port, "https" if https else "http")
+
+
+def announce(runtime: Runtime) -> None:
+    """What ``lablink serve`` prints at start: the admin user, and a generated password once."""
+    print(f"LabLink admin pages: /admin (user {runtime.admin.user})", flush=True)
+    if runtime.admin.generated_password:
+        print(
+            "  generated admin password (shown once, stored hashed): "
+            f"{runtime.admin.generated_password}",
+            flush=True,
+        )
+
+
 def setup() -> None:
     check_auth_options()
     config = load_config(os.environ.get("LABLINK_CONFIG"))
     harden_servers(config)
     runtime = build_runtime(config)
     install(runtime)
+    # The same fleet as `lablink serve`: local VMs call back on this server's own port.
+    runtime.attach_fleet(served_url())
+    announce(runtime)
     pn.config.authorize_callback = make_authorize(current)
     if not _cookie_secret_given():
         pn.config.cookie_secret = cookie_secret_for(runtime)

@@ -1,6 +1,9 @@
 # shellcheck shell=bash
 # Sourced by scripts/test and scripts/serve: makes .venv with Python 3.12 (Panel 1.10 needs
 # it) and installs the project into it, with the extras named in $LABLINK_EXTRAS.
+# The install is skipped when .venv already holds it: a stamp in .venv records the hash of
+# pyproject.toml, the extras and the Python, and only a change of one of them reinstalls
+# (the project itself is installed editable, so code changes need no reinstall).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,5 +17,10 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".${LABLINK_EXTRAS}"
+LABLINK_STAMP=".venv/.lablink-install-$(echo "${LABLINK_EXTRAS:-none}" | tr -c 'a-z0-9\n' '_')"
+lablink_wanted="$(sha256sum pyproject.toml | cut -d' ' -f1) $(.venv/bin/python -V 2>&1)"
+if [ ! -f "$LABLINK_STAMP" ] || [ "$(cat "$LABLINK_STAMP")" != "$lablink_wanted" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".${LABLINK_EXTRAS}"
+  echo "$lablink_wanted" > "$LABLINK_STAMP"
+fi

@@ -125,7 +125,9 @@ class AccessView(Viewer):
         self.allowlist = pn.widgets.TextAreaInput.from_param(
             state.param.allowlist, label="Emails and @domains", rows=6
         )
-        self.upload = pn.widgets.FileInput(accept=".csv,.txt", multiple=False)
+        self.upload = pn.widgets.FileInput(
+            label="Or upload a CSV of emails", accept=".csv,.txt", multiple=False
+        )
         self.upload.param.watch(self._uploaded, "value")
         self.save = pn.widgets.Button(label="Save the access rule", color="primary")
         self.save.on_click(lambda _: state.save())
@@ -144,7 +146,7 @@ class AccessView(Viewer):
             self.mode,
             self.code,
             self.allowlist,
-            pn.Row(pn.pane.Markdown("or upload a CSV:"), self.upload),
+            self.upload,
             self.save,
             self.notice,
             sizing_mode="stretch_width",

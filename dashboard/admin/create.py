@@ -36,10 +36,11 @@ def operations_frame(operations: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def running_text(running: dict[str, Any] | None) -> str:
+    """Another operation's progress (this session's own shows in its progress bar)."""
     if running is None:
-        return "No fleet operation is running."
+        return ""
     return (
-        f"Fleet operation #{running['id']} is running: {describe(running)}, "
+        f"Another fleet operation, #{running['id']}, is running: {describe(running)}, "
         f"{running['done']} of {running['planned']} done."
     )
 
@@ -56,7 +57,9 @@ class CreateView(Viewer):
             state.param.count, label=f"Number of instances (1-{limit})", start=1, end=limit
         )
         self.machine = [
-            pn.widgets.TextInput.from_param(state.param[key], label=label)
+            pn.widgets.TextInput.from_param(
+                state.param[key], label=label, sizing_mode="stretch_width"
+            )
             for key, label in (
                 ("machine_type", "Machine type"),
                 ("ami_id", "AMI id"),
@@ -64,6 +67,11 @@ class CreateView(Viewer):
                 ("repository", "Repository (optional)"),
             )
         ]
+        self.machine_box = pn.Column(
+            *self.machine, visible=not state.is_local, margin=0, sizing_mode="stretch_width"
+        )
+        self.where = pn.pane.HTML(notice_html(state.where(), _where_kind(state)))
+        self.cost = pn.pane.HTML("", sizing_mode="stretch_width")
         self.launch = pn.widgets.Button(label="Launch", color="primary")
         self.launch.on_click(self._on_launch)
         self.notice = pn.pane.HTML("", sizing_mode="stretch_width")
@@ -76,12 +84,14 @@ class CreateView(Viewer):
         )
         state.param.watch(self._show_message, "message")
         state.param.watch(self._show_progress, ["progress", "log"])
-        state.param.watch(self._show_operations, ["operations", "running"])
+        state.param.watch(self._show_operations, ["operations", "running", "progress"])
+        state.param.watch(self._show_cost, ["count", "machine_type"])
         if not state.has_fleet:
             self.launch.disabled = True
         self._show_message()
         self._show_progress()
         self._show_operations()
+        self._show_cost()
 
     def attach(self, executor: Executor | None = None) -> None:
         """Follow progress on this session's ticks and poll the history every 2 s."""
@@ -103,8 +113,9 @@ class CreateView(Viewer):
         self.state.show_operations(*read)
 
     def __panel__(self) -> pn.viewable.Viewable:
-        form = pn.Column(self.count, *self.machine, self.launch, width=420)
+        form = pn.Column(self.count, self.machine_box, self.cost, self.launch, width=480)
         return pn.Column(
+            self.where,
             form,
             self.notice,
             pn.Row(self.progress, self.progress_label),
@@ -144,8 +155,18 @@ class CreateView(Viewer):
         self.log.object = self.state.log or "(no output yet)"
 
     def _show_operations(self, *_events: object) -> None:
-        self.running.object = notice_html(running_text(self.state.running))
+        self.running.object = notice_html(running_text(self.state.shown_running()), "warning")
         self.history.value = operations_frame(self.state.operations)
+
+    def _show_cost(self, *_events: object) -> None:
+        if self.state.is_local or not self.state.has_fleet:
+            self.cost.object = ""
+            return
+        self.cost.object = notice_html("Estimated cost: " + self.state.cost().describe())
+
+
+def _where_kind(state: LaunchState) -> str:
+    return "success" if state.is_local else ("warning" if state.has_fleet else "danger")
 
 
 _LOG_STYLE = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import panel as pn
@@ -11,8 +12,11 @@ from panel.viewable import Viewer
 from dashboard.admin.actions import InstanceActions, csv_text, in_background, split_selection
 from dashboard.admin.confirm import ConfirmPanel, name_list
 from dashboard.admin.table import LiveTableView
+from dashboard.admin.vm_detail_view import VMDetailView
 from dashboard.admin.widgets import kind_of, notice_html, progress_text, progress_value
 from dashboard.live import LiveVMTable
+from dashboard.look import html_pane
+from dashboard.states import legend_html
 
 
 def _pairs(assigned: list[tuple[str, str]]) -> str:
@@ -22,12 +26,20 @@ def _pairs(assigned: list[tuple[str, str]]) -> str:
 class InstancesView(Viewer):
     """The live table plus its actions. ``attach()`` subscribes it for this session."""
 
-    def __init__(self, table: LiveVMTable, actions: InstanceActions, **params: Any) -> None:
+    def __init__(
+        self,
+        table: LiveVMTable,
+        actions: InstanceActions,
+        detail: VMDetailView | None = None,
+        **params: Any,
+    ) -> None:
         super().__init__(**params)
         self.table = LiveTableView(table)
         self.actions = actions
+        self.detail = detail
         self.confirm = ConfirmPanel()
         self.notice = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.legend = html_pane(legend_html(), sizing_mode="stretch_width")
         self.progress = pn.indicators.Progress(value=0, max=100, visible=False, width=300)
         self.progress_label = pn.pane.HTML("", sizing_mode="stretch_width")
         self.destroy_selected = pn.widgets.Button(label="Destroy selected", color="danger")
@@ -39,6 +51,7 @@ class InstancesView(Viewer):
         self.destroy_selected.on_click(self._ask_destroy_selected)
         self.destroy_all.on_click(self._ask_destroy_all)
         self.release_selected.on_click(self._ask_release)
+        self.table.tabulator.on_click(self._on_cell_click, column="details")
         self._watchers = [
             actions.param.watch(self._show_message, "message"),
             actions.param.watch(self._show_progress, "progress"),
@@ -58,9 +71,21 @@ class InstancesView(Viewer):
             self.confirm,
             self.notice,
             pn.Row(self.progress, self.progress_label),
+            *([self.detail] if self.detail is not None else []),
             self.table,
+            pn.Accordion(("What the states mean", self.legend), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
+
+    def _on_cell_click(self, event: Any) -> None:
+        value = self.table.tabulator.value
+        if self.detail is not None and value is not None and 0 <= event.row < len(value):
+            self.detail.open(str(value.index[event.row]))
+
+    def _ask(self, question: str, action: Callable[[], object], *, confirm_label: str) -> None:
+        """A new question replaces the last action's message, which no longer applies."""
+        self.actions.message = ""
+        self.confirm.ask(question, action, confirm_label=confirm_label)
 
     # Display -----------------------------------------------------------------------------
 
@@ -92,13 +117,13 @@ class InstancesView(Viewer):
             question += (
                 f"<p>{len(chosen.assigned)} of them are assigned; you will be asked again.</p>"
             )
-            self.confirm.ask(
+            self._ask(
                 question,
                 lambda: self._ask_destroy_assigned(chosen.hostnames, chosen.assigned),
                 confirm_label=f"Destroy {count} VMs",
             )
             return
-        self.confirm.ask(
+        self._ask(
             question,
             lambda: self._destroy(chosen.hostnames, force=False),
             confirm_label=f"Destroy {count} VM{'s' if count != 1 else ''}",
@@ -109,7 +134,7 @@ class InstancesView(Viewer):
             "<p><strong>These VMs are assigned to researchers, who will lose them:</strong> "
             f"{_pairs(assigned)}</p><p>Destroy them too?</p>"
         )
-        self.confirm.ask(
+        self._ask(
             question,
             lambda: self._destroy(hostnames, force=True),
             confirm_label=f"Yes, destroy {len(assigned)} assigned VM"
@@ -136,9 +161,9 @@ class InstancesView(Viewer):
         if chosen.assigned:
             question += f"<p>{len(chosen.assigned)} are assigned; you will be asked again.</p>"
             follow_up = lambda: self._ask_destroy_all_assigned(chosen.assigned)  # noqa: E731
-            self.confirm.ask(question, follow_up, confirm_label=f"Destroy all {len(names)}")
+            self._ask(question, follow_up, confirm_label=f"Destroy all {len(names)}")
             return
-        self.confirm.ask(
+        self._ask(
             question,
             lambda: self._destroy_all(force=False),
             confirm_label=f"Destroy all {len(names)}",
@@ -149,7 +174,7 @@ class InstancesView(Viewer):
             "<p><strong>These VMs are assigned to researchers, who will lose them:</strong> "
             f"{_pairs(assigned)}</p><p>Destroy every VM anyway?</p>"
         )
-        self.confirm.ask(
+        self._ask(
             question,
             lambda: self._destroy_all(force=True),
             confirm_label="Yes, destroy all, assigned ones too",
@@ -171,7 +196,7 @@ class InstancesView(Viewer):
             f"{_pairs(chosen.assigned)}</p>"
         )
         names = [name for name, _ in chosen.assigned]
-        self.confirm.ask(
+        self._ask(
             question,
             lambda: in_background(lambda: self.actions.release(names)),
             confirm_label=f"Release {len(names)}",

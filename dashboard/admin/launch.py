@@ -8,7 +8,7 @@ it whenever it likes).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import param
@@ -17,6 +17,7 @@ from dashboard.admin.actions import FleetLike
 from lablink_core.config import MachineConfig
 from lablink_core.errors import InvalidInput, LablinkError
 from lablink_core.fleet.base import FleetOperationHandle, FleetProgress
+from lablink_core.prices import FleetCost, fleet_cost
 
 LOG_LINES_KEPT = 400
 MACHINE_KEYS = ("machine_type", "ami_id", "image", "repository")
@@ -42,6 +43,8 @@ class LaunchState(param.Parameterized):
     running = param.Dict(
         default=None, allow_None=True, doc="The fleet operation running now (any process)."
     )
+    provider = param.String(default="", doc="Where VMs are launched: 'local', 'aws', or ''.")
+    region = param.String(default="", doc="The AWS region of an AWS fleet.")
 
     def __init__(
         self,
@@ -50,11 +53,13 @@ class LaunchState(param.Parameterized):
         *,
         max_instances: int = 500,
         on_progress: Callable[[], None] | None = None,
+        prices: Mapping[str, object] | None = None,
         **params: Any,
     ) -> None:
         super().__init__(**params)
         self._fleet = fleet
         self._machine = machine
+        self._prices = dict(prices or {})
         self._notify = on_progress or self.drain
         self._lock = threading.Lock()
         self._lines: list[str] = []
@@ -75,6 +80,25 @@ class LaunchState(param.Parameterized):
     @property
     def has_fleet(self) -> bool:
         return self._fleet is not None
+
+    @property
+    def is_local(self) -> bool:
+        return self.provider == "local"
+
+    def where(self) -> str:
+        """Where a launch starts VMs, and whether it costs money, in one line."""
+        if self.is_local:
+            return "Local fleet: processes on this machine, no cloud charges."
+        if self.provider == "aws":
+            return (
+                f"AWS, region {self.region}: each VM is an EC2 instance billed to the AWS "
+                "account until it is destroyed."
+            )
+        return "No fleet: this server cannot launch VMs."
+
+    def cost(self) -> FleetCost:
+        """The estimated hourly cost of the VMs the form would launch."""
+        return fleet_cost(self.provider, self.machine_type.strip(), self.count, self._prices)
 
     def launch(self) -> bool:
         """Start the launch in the fleet's thread; False (and ``message``) when refused."""
@@ -118,6 +142,14 @@ class LaunchState(param.Parameterized):
                 f"fleet first. (Changed: {', '.join(sorted(changed))}.)"
             )
         self._machine.param.update(**changed)
+
+    def shown_running(self) -> dict[str, Any] | None:
+        """The running operation to show beside this session's own progress: only another
+        one (this session's own is shown by its progress, which is newer than any read)."""
+        running, mine = self.running, self.progress
+        if running is None or (mine is not None and running.get("id") == mine.operation_id):
+            return None
+        return running
 
     def _on_progress(self, progress: FleetProgress) -> None:
         """The fleet's thread: buffer, then ask for a drain."""

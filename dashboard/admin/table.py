@@ -4,6 +4,7 @@ the server-wide :class:`~dashboard.live.LiveVMTable` through a per-session subsc
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -11,12 +12,15 @@ from typing import Any
 
 import pandas as pd
 import panel as pn
-from bokeh.models.widgets.tables import NumberFormatter
+from panel.io.model import JSCode
 from panel.viewable import Viewer
 
+from dashboard.a11y import TABLE_FOOTER_CSS
 from dashboard.admin.frames import TITLES
 from dashboard.admin.ticker import SessionTicker
 from dashboard.live import LiveVMTable
+from dashboard.look import COMPONENT_CSS
+from dashboard.states import STATE_MEANINGS, STATE_TONES
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +29,65 @@ PATCH_LIMIT = 200
 
 HEADER_FILTERS: dict[str, Any] = {
     "hostname": {"type": "input", "func": "like", "placeholder": "hostname"},
-    "status": {"type": "input", "func": "like", "placeholder": "status"},
+    "status": {"type": "input", "func": "like", "placeholder": "state"},
     "user_email": {"type": "input", "func": "like", "placeholder": "email"},
-    "in_use": {"type": "tickCross", "tristate": True, "indeterminateValue": None},
     "health": {"type": "input", "func": "like", "placeholder": "health"},
-    "last_heard_s": {"type": "number", "func": ">=", "placeholder": ">="},
-    "age_s": {"type": "number", "func": ">=", "placeholder": ">="},
-    "unresponsive": {"type": "tickCross", "tristate": True, "indeterminateValue": None},
+    "last_heard_s": {"type": "number", "func": ">=", "placeholder": ">= s"},
+    "age_s": {"type": "number", "func": ">=", "placeholder": ">= s"},
+    "reason": {"type": "input", "func": "like", "placeholder": "reason"},
 }
+# The state column holds the state's name (sorted, filtered and exported as text); the browser
+# draws it as the badge, with the row's reason on hover. Text goes in as text, never markup.
+BADGE_FORMATTER = JSCode(
+    """function(cell) {
+  const tones = TONES, meanings = MEANINGS;
+  const key = String(cell.getValue() == null ? "" : cell.getValue());
+  const badge = document.createElement("span");
+  badge.className = "ll-badge ll-" + (tones[key] || "off");
+  badge.textContent = key;
+  badge.title = String(cell.getRow().getData().reason || meanings[key] || "");
+  return badge;
+}""".replace("TONES", json.dumps(STATE_TONES)).replace("MEANINGS", json.dumps(STATE_MEANINGS))
+)
+SECONDS_FORMATTER = JSCode(
+    """function(cell) {
+  const s = cell.getValue();
+  if (s == null || isNaN(s)) { return "never"; }
+  if (s < 120) { return Math.round(s) + " s"; }
+  if (s < 7200) { return Math.floor(s / 60) + " min"; }
+  return Math.floor(s / 3600) + " h";
+}"""
+)
+FORMATTERS: dict[str, Any] = {
+    "status": BADGE_FORMATTER,
+    "in_use": {"type": "lookup", "true": "in use", "false": ""},
+    "hostname": {"type": "textarea"},
+    "user_email": {"type": "textarea"},
+    "health": {"type": "textarea"},
+    "reason": {"type": "textarea"},
+    "last_heard_s": SECONDS_FORMATTER,
+    "age_s": SECONDS_FORMATTER,
+}
+WIDTHS = {
+    "hostname": 135,
+    "status": 130,
+    "user_email": 190,
+    "in_use": 110,
+    "health": 160,
+    "last_heard_s": 100,
+    "details": 85,
+}
+EMPTY_TABLE = "No VMs yet. Launch some on Create instances."
+TROUBLE_ROW = "background-color: #fdf1f2"
+TROUBLE_STATES = [key for key, tone in STATE_TONES.items() if tone == "trouble"]
+
+
+def trouble_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cell styles that tint every row in trouble (unresponsive, unhealthy, error)."""
+    styles = pd.DataFrame("", index=frame.index, columns=frame.columns)
+    if "status" in frame.columns:
+        styles.loc[frame["status"].isin(TROUBLE_STATES).to_numpy(), :] = TROUBLE_ROW
+    return styles
 
 
 class LiveTableView(Viewer):
@@ -60,15 +115,17 @@ class LiveTableView(Viewer):
             show_index=False,
             disabled=True,
             titles=TITLES,
-            formatters={
-                "in_use": {"type": "tickCross"},
-                "unresponsive": {"type": "tickCross"},
-                "last_heard_s": NumberFormatter(format="0,0", text_align="right"),
-                "age_s": NumberFormatter(format="0,0", text_align="right"),
-            },
+            formatters=FORMATTERS,
+            widths=WIDTHS,
+            hidden_columns=["age_s"],
+            layout="fit_columns",
+            configuration={"placeholder": EMPTY_TABLE},
+            buttons={"details": '<span class="ll-badge ll-held">Details</span>'},
+            stylesheets=[COMPONENT_CSS, TABLE_FOOTER_CSS],
             sizing_mode="stretch_width",
             min_height=300,
         )
+        self.tabulator.style.apply(trouble_rows, axis=None)
         self.summary = pn.pane.Str("", sizing_mode="stretch_width")
         self._summarize(self.tabulator.value)
 
@@ -77,7 +134,7 @@ class LiveTableView(Viewer):
 
     def _summarize(self, frame: pd.DataFrame) -> None:
         held = int((frame["user_email"] != "").sum())
-        silent = int(frame["unresponsive"].sum())
+        silent = int((frame["status"] == "unresponsive").sum())
         stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S UTC")
         self.summary.object = (
             f"{len(frame)} VMs, {held} assigned, {silent} unresponsive (updated {stamp})"

@@ -1,4 +1,4 @@
-"""Small display helpers shared by the admin views: escaped notices, progress, navigation."""
+"""Small display helpers shared by the admin views: escaped notices and progress."""
 
 from __future__ import annotations
 
@@ -6,32 +6,20 @@ import html
 
 import panel as pn
 
+from dashboard.look import NOTICE_TONES, TONES
 from lablink_core.fleet.base import FleetProgress
-
-NAV_LINKS = (
-    ("Overview", "/admin"),
-    ("Instances", "/admin/instances"),
-    ("Create instances", "/admin/create"),
-    ("Access and schedules", "/admin/access"),
-    ("AWS credentials", "/admin/set-aws-credentials"),
-)
-
-_COLORS = {
-    "info": ("#084298", "#cfe2ff"),
-    "success": ("#0f5132", "#d1e7dd"),
-    "warning": ("#664d03", "#fff3cd"),
-    "danger": ("#842029", "#f8d7da"),
-}
 
 
 def notice_html(text: str, kind: str = "info") -> str:
-    """``text`` escaped, in a coloured box (empty text: nothing)."""
+    """``text`` escaped, in a box of the kind's tone (empty text: nothing). Inline styles, so
+    any pane can show it."""
     if not text:
         return ""
-    color, background = _COLORS.get(kind, _COLORS["info"])
+    tone = TONES[NOTICE_TONES.get(kind, "held")]
     return (
-        f'<div role="status" style="color:{color};background:{background};'
-        f'padding:8px 12px;border-radius:6px;white-space:pre-wrap">{html.escape(text)}</div>'
+        f'<div role="status" style="color:{tone.text};background:{tone.background};'
+        f"border:1px solid {tone.border};padding:8px 12px;border-radius:6px;"
+        f'white-space:pre-wrap">{html.escape(text)}</div>'
     )
 
 

@@ -18,6 +18,7 @@ from panel.custom import JSComponent
 from panel.viewable import Viewer
 
 from dashboard.admin.ticker import SessionTicker
+from dashboard.look import INPUT_CSS
 from dashboard.public_state import PublicSnapshot, PublicState
 from dashboard.researcher.panels import SeatPanel, html_pane, message_html
 from dashboard.researcher.state import RequestState, Seat
@@ -28,7 +29,7 @@ COMMAND_PLACEHOLDER = (
     'DISPLAY= /opt/google/chrome-remote-desktop/start-host --code="4/..." '
     '--redirect-url="https://remotedesktop.google.com/_/oauthredirect" --name=$(hostname)'
 )
-INTRO = f"""# LabLink
+INTRO = f"""# Request a VM
 
 Get a GPU machine in the cloud and use it from your browser with Chrome Remote Desktop.
 
@@ -70,7 +71,10 @@ class RequestView(Viewer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._email = pn.widgets.TextInput(
-            label="Email", placeholder="you@university.edu", sizing_mode="stretch_width"
+            label="Email",
+            placeholder="you@university.edu",
+            sizing_mode="stretch_width",
+            stylesheets=[INPUT_CSS],
         )
         self._command = pn.widgets.TextAreaInput(
             label="Chrome Remote Desktop command",

@@ -10,6 +10,8 @@ from typing import Any
 
 import param
 
+from lablink_core.prices import checked_price
+
 IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
 DEV_ADMIN_PASSWORD_HINT = "generated at first start and printed once"  # noqa: S105
 
@@ -153,6 +155,15 @@ class AppConfig(Section):
     )
 
 
+class Prices(param.Dict[dict[str, Any]]):
+    """A ``param.Dict`` of instance type -> US dollars per hour, each price checked."""
+
+    def _validate(self, val: Any) -> None:
+        super()._validate(val)  # type: ignore[no-untyped-call]
+        for machine_type, price in (val or {}).items():
+            checked_price(machine_type, price)
+
+
 class FleetConfig(Section):
     """How VMs are launched and destroyed."""
 
@@ -162,6 +173,12 @@ class FleetConfig(Section):
         doc="'local': VM processes on this machine; 'aws': Terraform; 'auto': aws if keys are set.",
     )
     max_instances = param.Integer(default=500, bounds=(1, 10000), doc="Largest fleet allowed.")
+    hourly_prices = Prices(
+        default={},
+        doc="US dollars per hour by instance type, added to or overriding the built-in table "
+        "of lablink_core.prices (for the admin pages' cost estimate), e.g. "
+        "{g4dn.xlarge: 0.60}.",
+    )
     terraform_parallelism = param.Integer(
         default=50, bounds=(1, 500), doc="Terraform -parallelism for applies."
     )
