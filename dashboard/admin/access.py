@@ -15,7 +15,7 @@ import param
 from panel.viewable import Viewer
 
 from dashboard.admin.widgets import kind_of, notice_html
-from lablink_core.access import AccessPolicy, parse_allowlist
+from lablink_core.access import AccessPolicy, AccessRule, parse_allowlist
 from lablink_core.config import ACCESS_MODES
 from lablink_core.errors import LablinkError
 from lablink_core.schedules import ScheduleStore, zone
@@ -26,6 +26,16 @@ MODE_LABELS = {
     "allowlist": "List: the emails and domains below",
     "signin": "Sign-in: verified emails (OpenID Connect)",
 }
+
+
+def access_summary(rule: AccessRule) -> str:
+    """One line for the overview: the rule in force, with the event code to announce."""
+    text = f"Who may take a VM: {MODE_LABELS.get(rule.mode, rule.mode)}"
+    if rule.mode == "code" and rule.event_code:
+        text += f". The event code to announce: {rule.event_code}"
+    elif rule.mode == "allowlist":
+        text += f" ({len(rule.allowlist)} on the list)"
+    return notice_html(text + ". Change it on Access and schedules.", "info")
 
 
 class AccessState(param.Parameterized):

@@ -12,7 +12,13 @@ from typing import Any
 
 import panel as pn
 
-from dashboard.admin.access import AccessState, AccessView, ScheduleState, ScheduleView
+from dashboard.admin.access import (
+    AccessState,
+    AccessView,
+    ScheduleState,
+    ScheduleView,
+    access_summary,
+)
 from dashboard.admin.actions import InstanceActions
 from dashboard.admin.create import CreateView
 from dashboard.admin.credentials import CredentialsState, CredentialsView
@@ -61,7 +67,11 @@ def overview_page(runtime: Runtime) -> Any:
     if table.reads == 0:
         table.refresh()
     view.attach(executor=runtime.executor, live=table)
-    return _page("The fleet at a glance: free VMs, researchers, the queue and the cost.", view)
+    return _page(
+        "The fleet at a glance: free VMs, researchers, the queue and the cost.",
+        pn.pane.HTML(access_summary(services.access.rule()), sizing_mode="stretch_width"),
+        view,
+    )
 
 
 def instances_page(runtime: Runtime) -> Any:
