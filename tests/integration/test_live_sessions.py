@@ -25,6 +25,7 @@ from lablink_core.credentials import SecretStore, VMCredentials
 from lablink_core.enrolment import VMEnrolment
 from lablink_core.listener import NotificationListener
 from lablink_core.localdb import free_port
+from lablink_core.vm_actions import ActionLog
 from lablink_core.vms import VMRegistry
 from tests.integration.test_allocation import CRD
 from tests.support.vms import bring_online
@@ -48,6 +49,7 @@ def make_runtime(engine: Engine, database_url: str, data_dir: Path) -> SimpleNam
         registry=VMRegistry(engine, config.db.table_name),
         allocator=Allocator(engine, config.db.table_name, credentials=credentials),
         enrolment=VMEnrolment(engine, config.db.table_name, credentials),
+        actions=ActionLog(engine, config.db.table_name),
     )
     listener = NotificationListener(database_url, config.db.message_channel)
     return SimpleNamespace(config=config, services=services, listener=listener, fleet=None)
