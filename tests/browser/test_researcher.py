@@ -189,3 +189,18 @@ def test_a_released_seat_is_forgotten_by_the_browser(page: Page, api: RunningSer
     expect(page.get_by_text("Your VM vm-a was taken back: released by an admin.")).to_be_visible()
     expect(page.get_by_label("Email")).to_have_value(EMAIL)
     expect(page.get_by_label("Email")).to_be_enabled()
+
+
+def test_a_browser_that_asked_by_form_post_is_recognised_by_its_seat_cookie(
+    page: Page, api: RunningServer
+) -> None:
+    register_free(api, "vm-a")
+    # What the original's form (or a curl with a cookie jar) does: a plain form POST.
+    reply = page.context.request.post(
+        f"{api.url}/request_vm", form={"email": EMAIL, "crd_command": crd("4/0ByForm")}
+    )
+    assert reply.status == 200 and "vm-a" in reply.text()
+    page.goto(f"{api.url}/")
+    expect(page.get_by_test_id("hostname")).to_have_text("vm-a")
+    expect(page.get_by_label("Email")).to_be_disabled()
+    expect(page.get_by_role("button", name="Release this VM")).to_be_visible()
