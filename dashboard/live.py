@@ -6,7 +6,6 @@ on its document's next tick (see :mod:`dashboard.admin.table`)."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -15,7 +14,12 @@ import pandas as pd
 import param
 
 from dashboard.admin.frames import row_changes, vm_frame
-from dashboard.shared_reader import ListenerLike, SharedReader
+from dashboard.shared_reader import (
+    ListenerLike,
+    SharedReader,
+    close_process_reader,
+    process_reader,
+)
 from lablink_core.listener import Notification
 
 log = logging.getLogger(__name__)
@@ -82,30 +86,21 @@ class LiveVMTable(SharedReader[pd.DataFrame]):
         return result
 
 
-_tables: dict[int, tuple[object, LiveVMTable]] = {}
-_tables_lock = threading.Lock()
-
-
 def live_table(runtime: Any) -> LiveVMTable:
     """The process's one live table for ``runtime`` (a :class:`dashboard.runtime.Runtime` or
     anything with its ``services``, ``listener`` and ``config``), started on first use."""
-    with _tables_lock:
-        entry = _tables.get(id(runtime))
-        if entry is not None and entry[0] is runtime and entry[1].running:
-            return entry[1]
-        table = LiveVMTable(
+
+    def make() -> LiveVMTable:
+        return LiveVMTable(
             runtime.services.registry,
             runtime.listener,
             actions=runtime.services.actions,
             unresponsive_after=runtime.config.app.unresponsive_after_seconds,
-        ).start()
-        _tables[id(runtime)] = (runtime, table)
-        return table
+        )
+
+    return process_reader(runtime, "live-table", make)
 
 
 def close_live_table(runtime: object) -> None:
     """Stop ``runtime``'s live table, if it has one (server shutdown, tests)."""
-    with _tables_lock:
-        entry = _tables.pop(id(runtime), None)
-    if entry is not None:
-        entry[1].close()
+    close_process_reader(runtime, "live-table")

@@ -14,7 +14,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from dashboard.shared_reader import ListenerLike, SharedReader
+from dashboard.shared_reader import (
+    ListenerLike,
+    SharedReader,
+    close_process_reader,
+    process_reader,
+)
 from lablink_core.reclaim import HeldVM
 from lablink_core.schedules import Teardown
 
@@ -74,24 +79,12 @@ class PublicState(SharedReader[PublicSnapshot]):
         )
 
 
-_states: dict[int, tuple[object, PublicState]] = {}
-_states_lock = threading.Lock()
-
-
 def public_state(runtime: Any) -> PublicState:
     """The process's one public state for ``runtime``, started on first use."""
-    with _states_lock:
-        entry = _states.get(id(runtime))
-        if entry is not None and entry[0] is runtime and entry[1].running:
-            return entry[1]
-        state = PublicState(runtime.services, runtime.listener)
-        state.start()
-        _states[id(runtime)] = (runtime, state)
-        return state
+    return process_reader(
+        runtime, "public-state", lambda: PublicState(runtime.services, runtime.listener)
+    )
 
 
 def close_public_state(runtime: object) -> None:
-    with _states_lock:
-        entry = _states.pop(id(runtime), None)
-    if entry is not None:
-        entry[1].close()
+    close_process_reader(runtime, "public-state")

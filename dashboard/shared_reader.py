@@ -233,3 +233,29 @@ class SharedReader[T](param.Parameterized):
             except Exception:
                 log.exception("a %s subscriber failed", type(self).__name__)
         return snapshot
+
+
+_readers: dict[tuple[int, str], tuple[object, SharedReader[Any]]] = {}
+_readers_lock = threading.Lock()
+
+
+def process_reader[R: SharedReader[Any]](owner: object, name: str, make: Callable[[], R]) -> R:
+    """The process's one reader called ``name`` for ``owner`` (a runtime), made and started
+    on first use (and again if it was closed)."""
+    with _readers_lock:
+        entry = _readers.get((id(owner), name))
+        if entry is not None and entry[0] is owner and entry[1].running:
+            found: R = entry[1]  # type: ignore[assignment]
+            return found
+        reader = make()
+        reader.start()
+        _readers[(id(owner), name)] = (owner, reader)
+        return reader
+
+
+def close_process_reader(owner: object, name: str) -> None:
+    """Stop ``owner``'s reader called ``name``, if it has one (shutdown, tests)."""
+    with _readers_lock:
+        entry = _readers.pop((id(owner), name), None)
+    if entry is not None:
+        entry[1].close()

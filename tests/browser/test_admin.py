@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 
 from lablink_core.fleet.operations import fleet_lock
 from tests.browser.test_researcher import EMAIL, fill, register_free, vms
-from tests.fixtures.server import RunningServer, make_server_database
+from tests.fixtures.server import RunningServer, local_fleet_server
 from tests.integration.test_allocation import crd
 from tests.support.waiting import wait_until
 
@@ -30,13 +30,7 @@ def allocator_server(
 ) -> Iterator[RunningServer]:
     """This module's server: the local fleet, and a data folder (AWS keys) of its own."""
     data_dir = tmp_path_factory.mktemp("lablink-admin-data")
-    server = RunningServer(
-        make_server_database(postgres_server_url, template_database),
-        extra_env={"LABLINK_APP_DATA_DIR": str(data_dir), "LABLINK_FLEET_PROVIDER": "local"},
-    ).start()
-    yield server
-    if server.process and server.process.poll() is None:
-        server.stop()
+    yield from local_fleet_server(postgres_server_url, template_database, data_dir)
 
 
 def row(page: Page, hostname: str) -> Locator:

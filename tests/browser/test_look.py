@@ -19,7 +19,7 @@ from dashboard.states import STATE_MEANINGS, STATE_TONES
 from tests.browser.test_admin import row
 from tests.browser.test_researcher import EMAIL, fill, register_free
 from tests.fixtures.browser import log_in
-from tests.fixtures.server import RunningServer, make_server_database
+from tests.fixtures.server import RunningServer, local_fleet_server
 from tests.integration.test_allocation import crd
 from tests.support.pages import RequestLog, axe_violations
 
@@ -40,13 +40,7 @@ def allocator_server(
 ) -> Iterator[RunningServer]:
     """This module's server: the local fleet and a data folder of its own."""
     data_dir = tmp_path_factory.mktemp("lablink-look-data")
-    server = RunningServer(
-        make_server_database(postgres_server_url, template_database),
-        extra_env={"LABLINK_APP_DATA_DIR": str(data_dir), "LABLINK_FLEET_PROVIDER": "local"},
-    ).start()
-    yield server
-    if server.process and server.process.poll() is None:
-        server.stop()
+    yield from local_fleet_server(postgres_server_url, template_database, data_dir)
 
 
 def visit_every_page(
