@@ -93,13 +93,17 @@ def served(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Any]:
         unused_session_lifetime_milliseconds=100,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(url), timeout=30, message="the test server")
-    future = asyncio.run_coroutine_threadsafe(runtime.listener.start(), server.asyncio_loop)
-    future.result(timeout=30)
-    yield SimpleNamespace(url=url, runtime=runtime, table=live_table(runtime))
-    close_live_table(runtime)
-    asyncio.run_coroutine_threadsafe(runtime.listener.stop(), server.asyncio_loop).result(30)
-    server.stop()
+    # Whatever fails below, the server's thread (not a daemon) and the listener must stop, or
+    # the test process cannot exit.
+    try:
+        wait_until(lambda: _answers(url), timeout=30, message="the test server")
+        future = asyncio.run_coroutine_threadsafe(runtime.listener.start(), server.asyncio_loop)
+        future.result(timeout=30)
+        yield SimpleNamespace(url=url, runtime=runtime, table=live_table(runtime))
+    finally:
+        close_live_table(runtime)
+        asyncio.run_coroutine_threadsafe(runtime.listener.stop(), server.asyncio_loop).result(30)
+        server.stop()
 
 
 def _answers(url: str) -> bool:
