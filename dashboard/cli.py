@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 
-from lablink_core.config import load_config
+from lablink_core.config import LablinkConfig, load_config
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,6 +17,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     serve.add_argument("--host", help="address to listen on (default: app.host)")
     serve.add_argument("--port", type=int, help="port (default: app.port, 5000)")
+    serve.add_argument(
+        "--processes",
+        help="server processes sharing the port, or 'auto' for one per core (app.processes)",
+    )
     serve.add_argument(
         "--ssl-certfile", help="TLS certificate (PEM): serve https (app.ssl_certfile)"
     )
@@ -29,7 +34,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from dashboard.server import create_server, run_server
+    from dashboard.prefork import process_count
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -41,26 +46,72 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.ssl_certfile or args.ssl_keyfile:
         config.app.ssl_certfile = args.ssl_certfile or config.app.ssl_certfile
         config.app.ssl_keyfile = args.ssl_keyfile or config.app.ssl_keyfile
+    count = process_count(args.processes or config.app.processes)
+    if count > 1:
+        return serve_forked(config, args, count)
+    return serve_one(config, args)
+
+
+def serve_one(config: LablinkConfig, args: argparse.Namespace) -> int:
+    from dashboard.server import create_server, run_server
+
     server, runtime = create_server(config, port=args.port, address=args.host)
-    port = server.port
     host = args.host or config.app.host
-    scheme = "https" if config.app.ssl_certfile else "http"
 
     def announce() -> None:
-        shown = "localhost" if host in ("0.0.0.0", "127.0.0.1") else host  # noqa: S104
-        print(f"LabLink is serving on {scheme}://{shown}:{port}/", flush=True)
-        print(
-            f"  admin pages: {scheme}://{shown}:{port}/admin (user {runtime.admin.user})",
-            flush=True,
+        print_banner(
+            config, host, server.port, runtime.admin.user, runtime.admin.generated_password
         )
-        if runtime.admin.generated_password:
-            print(
-                f"  generated admin password (shown once, stored hashed): "
-                f"{runtime.admin.generated_password}",
-                flush=True,
-            )
-        print("  admin API token for scripts: `lablink admin token`", flush=True)
-        print("Press Ctrl-C to stop.", flush=True)
 
     print(run_server(server, runtime, on_ready=announce), flush=True)
     return 0
+
+
+def print_banner(
+    config: LablinkConfig, host: str, port: int, admin_user: str, generated: str | None
+) -> None:
+    scheme = "https" if config.app.ssl_certfile else "http"
+    shown = "localhost" if host in ("0.0.0.0", "127.0.0.1") else host  # noqa: S104
+    print(f"LabLink is serving on {scheme}://{shown}:{port}/", flush=True)
+    print(f"  admin pages: {scheme}://{shown}:{port}/admin (user {admin_user})", flush=True)
+    if generated:
+        print(f"  generated admin password (shown once, stored hashed): {generated}", flush=True)
+    print("  admin API token for scripts: `lablink admin token`", flush=True)
+    print("Press Ctrl-C to stop.", flush=True)
+
+
+def serve_forked(config: LablinkConfig, args: argparse.Namespace, count: int) -> int:
+    """The parent of ``--processes N``: shared preparation, N children, their supervision."""
+    from dashboard import prefork
+
+    stop_database = prefork.share_private_database(config)
+    metrics_dir = prefork.fresh_metrics_dir()
+    sockets = []
+    try:
+        user, generated = prefork.prepare_database(config)
+        host = args.host or config.app.host
+        sockets = prefork.listening_sockets(args.port or config.app.port, host)
+        port = sockets[0].getsockname()[1]
+        children = prefork.Children(
+            lambda index: prefork.fork_child(
+                lambda i: prefork.run_child(config, sockets, host, port, i), index
+            )
+        )
+        children.start(count)
+
+        def stop(*_: object) -> None:
+            children.stopping = True
+            children.signal_all(signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        print_banner(config, host, port, user, generated)
+        print(f"  {count} server processes", flush=True)
+        status = children.supervise()
+    finally:
+        for sock in sockets:
+            sock.close()
+        stop_database()
+        prefork.remove_metrics_dir(metrics_dir)
+    print(f"LabLink stopped: {count} server processes.", flush=True)
+    return status

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import panel as pn
@@ -16,6 +18,7 @@ from dashboard.auth import configure_auth, guard_autoload_scripts, login_routes
 from dashboard.body_limit import refuse_large_bodies
 from dashboard.live import close_live_table
 from dashboard.pages import build_pages
+from dashboard.prefork import bokeh_binds_these, label_responses
 from dashboard.public_state import close_public_state
 from dashboard.runtime import Runtime, build_runtime, current, install
 from dashboard.security_headers import allowed_origins, bokeh_websocket_origins, harden_application
@@ -27,9 +30,17 @@ log = logging.getLogger(__name__)
 
 
 def create_server(
-    config: LablinkConfig, *, port: int | None = None, address: str | None = None
+    config: LablinkConfig,
+    *,
+    port: int | None = None,
+    address: str | None = None,
+    sockets: list[socket.socket] | None = None,
+    process_index: int | None = None,
 ) -> tuple[Server, Runtime]:
-    """Build the runtime and a (not yet started) Panel server with the API routes."""
+    """Build the runtime and a (not yet started) Panel server with the API routes.
+
+    ``sockets``: already-bound listening sockets to accept on (a forked process of
+    ``--processes``, numbered ``process_index``) instead of binding the port."""
     tls = tls_files(config.app)
     chosen_port = config.app.port if port is None else port
     origins = allowed_origins(
@@ -38,7 +49,29 @@ def create_server(
     runtime = build_runtime(config)
     install(runtime)
     pages: dict[str, Callable[[], Any]] = build_pages(current)
-    server = pn.serve(
+    binding = bokeh_binds_these(sockets) if sockets else nullcontext()
+    with binding:
+        server = _panel_server(config, runtime, pages, chosen_port, address, origins, tls)
+    if process_index is not None:
+        label_responses(server._tornado, process_index)
+    harden_application(server._tornado, origins)
+    guard_autoload_scripts(server._tornado)
+    refuse_large_bodies(server._tornado, config.app.max_body_bytes)
+    scheme = "https" if tls else "http"
+    runtime.attach_fleet(local_url(address or config.app.host, server.port, scheme))
+    return server, runtime
+
+
+def _panel_server(
+    config: LablinkConfig,
+    runtime: Runtime,
+    pages: dict[str, Callable[[], Any]],
+    chosen_port: int,
+    address: str | None,
+    origins: frozenset[str],
+    tls: tuple[str, str] | None,
+) -> Server:
+    server: Server = pn.serve(
         pages,
         port=chosen_port,
         address=address or config.app.host,
@@ -51,12 +84,7 @@ def create_server(
         **({"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}),
         **configure_auth(runtime, current),
     )
-    harden_application(server._tornado, origins)
-    guard_autoload_scripts(server._tornado)
-    refuse_large_bodies(server._tornado, config.app.max_body_bytes)
-    scheme = "https" if tls else "http"
-    runtime.attach_fleet(local_url(address or config.app.host, server.port, scheme))
-    return server, runtime
+    return server
 
 
 def tls_files(app: AppConfig) -> tuple[str, str] | None:

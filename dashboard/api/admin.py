@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import os
 from urllib.parse import urlsplit
 
 from sqlalchemy import text
@@ -166,6 +167,7 @@ class ServerInfoHandler(AdminApiHandler):
 
         self.write_json(
             {
+                "pid": os.getpid(),
                 "waiting_vms": runtime.waiters.count,
                 "wakeups": runtime.waiters.wakeups,
                 "listener_connected": runtime.listener.connected,

@@ -97,6 +97,12 @@ class AppConfig(Section):
     )
     host = param.String(default="0.0.0.0", doc="Address the server listens on.")  # noqa: S104
     port = param.Integer(default=5000, bounds=(1, 65535), doc="Port of the dashboard and API.")
+    processes = param.String(
+        default="1",
+        regex=r"^(auto|[1-9][0-9]?)$",
+        doc="Server processes sharing the port ('auto': one per core); each has its own "
+        "database pool, LISTEN connection and waiting VMs (`lablink serve --processes`).",
+    )
     public_url = param.String(
         default=None,
         allow_None=True,

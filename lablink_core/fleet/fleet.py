@@ -206,7 +206,8 @@ class Fleet:
         provider = self.provider
         if not isinstance(provider, ResumingProvider):
             return []
-        with fleet_lock(self._engine):
+        # Processes of one `--processes` server start together: each waits its turn.
+        with fleet_lock(self._engine, wait_seconds=60.0):
             missing = sorted({vm["hostname"] for vm in self.vms()} - provider.instances())
             self._table.mark_stopped(missing, STOPPED_MESSAGE)
             provider.resume(missing, lambda line, done: log.info("%s", line))

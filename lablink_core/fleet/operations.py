@@ -35,16 +35,22 @@ _SELECT = (
 
 
 @contextmanager
-def fleet_lock(engine: Engine) -> Iterator[Connection]:
-    """Hold the fleet lock for the block, or raise OperationInProgress naming the holder."""
+def fleet_lock(engine: Engine, *, wait_seconds: float = 0.0) -> Iterator[Connection]:
+    """Hold the fleet lock for the block, or raise OperationInProgress naming the holder
+    (after trying for ``wait_seconds``: processes starting together take turns)."""
     connection = engine.connect()
+    deadline = time.monotonic() + wait_seconds
     try:
-        taken = connection.execute(
-            text("SELECT pg_try_advisory_lock(:key)"), {"key": FLEET_LOCK_KEY}
-        ).scalar_one()
-        # Commit so no transaction stays open for the operation's length; the lock belongs
-        # to the session and outlives the transaction.
-        connection.commit()
+        while True:
+            taken = connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": FLEET_LOCK_KEY}
+            ).scalar_one()
+            # Commit so no transaction stays open for the operation's length; the lock
+            # belongs to the session and outlives the transaction.
+            connection.commit()
+            if taken or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
     except BaseException:
         connection.close()
         raise

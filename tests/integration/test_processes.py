@@ -1,0 +1,102 @@
+"""`lablink serve --processes 2`: one port, two server processes, PostgreSQL between them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from dashboard.prefork import PROCESS_HEADER
+from tests.fixtures.server import RunningServer, make_server_database
+from tests.integration.test_allocation import crd
+from tests.support.vm_simulator import SimulatedFleet
+from tests.support.waiting import wait_until
+
+
+@pytest.fixture(scope="module")
+def two_processes(postgres_server_url: str, template_database: str) -> Iterator[RunningServer]:
+    """`lablink serve --processes 2` on a database of its own, shared by this module."""
+    server = RunningServer(
+        make_server_database(postgres_server_url, template_database),
+        processes=2,
+        extra_env={"LABLINK_APP_VM_WAIT_SECONDS": "30"},
+    ).start()
+    yield server
+    if server.process and server.process.poll() is None:
+        assert server.stop() == 0
+
+
+def per_process(server: RunningServer) -> dict[str, dict[str, object]]:
+    """``/api/server`` of each process, by its number (asked until both have answered)."""
+    seen: dict[str, dict[str, object]] = {}
+
+    def both() -> bool:
+        with httpx.Client(auth=server.admin_auth(), timeout=5) as client:
+            # A new connection each time: the kernel picks the process per connection.
+            reply = client.get(f"{server.url}/api/server", headers={"Connection": "close"})
+        seen[reply.headers[PROCESS_HEADER]] = reply.json()
+        return len(seen) == 2
+
+    wait_until(both, timeout=30, message="an answer from each process")
+    return seen
+
+
+def total_waiting(server: RunningServer) -> int:
+    return sum(int(str(info["waiting_vms"])) for info in per_process(server).values())
+
+
+async def _request_all(url: str, count: int) -> list[tuple[int, str, dict[str, str]]]:
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def one(i: int) -> tuple[int, str, dict[str, str]]:
+            body = {"email": f"user{i}@example.org", "crd_command": crd(f"4/code-{i}")}
+            reply = await client.post("/request_vm", json=body)
+            return reply.status_code, reply.headers[PROCESS_HEADER], reply.json()
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def test_vms_waiting_on_both_processes_get_their_researchers_command(
+    two_processes: RunningServer,
+) -> None:
+    names = [f"vm-{i:03d}" for i in range(200)]
+    fleet = SimulatedFleet(two_processes.url, {n: two_processes.credential(n) for n in names})
+    fleet.start()
+    try:
+        wait_until(lambda: total_waiting(two_processes) == 200, timeout=60, message="200 waiting")
+        assert all(int(str(i["waiting_vms"])) > 0 for i in per_process(two_processes).values())
+        replies = asyncio.run(_request_all(two_processes.url, 300))
+        statuses = Counter(status for status, _, _ in replies)
+        assert statuses == {200: 200, 503: 100}
+        assert {process for _, process, _ in replies} == {"0", "1"}
+        seats = {
+            body["hostname"]: (i, body["pin"]) for i, (s, _, body) in enumerate(replies) if s == 200
+        }
+        assert len(seats) == 200, "a VM was assigned twice"
+        wait_until(lambda: len(fleet.tasks) == 200, timeout=30, message="200 deliveries")
+        for hostname, (i, pin) in seats.items():
+            assert (fleet.tasks[hostname]["code"], fleet.tasks[hostname]["pin"]) == (
+                f"4/code-{i}",
+                pin,
+            )
+        assert fleet.statuses[500] == 0
+    finally:
+        fleet.stop()
+
+
+def test_a_process_that_dies_is_started_again(two_processes: RunningServer) -> None:
+    before = per_process(two_processes)
+    os.kill(int(str(before["1"]["pid"])), signal.SIGKILL)
+
+    def replaced() -> bool:
+        now = per_process(two_processes)
+        return now["1"]["pid"] != before["1"]["pid"] and now["0"]["pid"] == before["0"]["pid"]
+
+    wait_until(replaced, timeout=60, message="process 1 started again")
+    assert two_processes.process is not None and two_processes.process.poll() is None
