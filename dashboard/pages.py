@@ -50,6 +50,7 @@ def researcher_page(runtime: Runtime) -> Any:
         services.access,
         runtime.config.session.warning_minutes,
         limit=lambda email: runtime.limits.check(_session_address(), email),
+        metrics=services.metrics,
     )
     state = RequestState(researcher, runtime.executor)
     state.signed_in = signed_in_email(pn.state.cookies.get, pn.config.cookie_secret)

@@ -31,11 +31,11 @@ from tornado.web import Application, OutputTransform
 
 from lablink_core.config import LablinkConfig
 from lablink_core.errors import InvalidInput
+from lablink_core.metrics import MULTIPROCESS_DIR_ENV, forget_process
 
 log = logging.getLogger(__name__)
 
 PROCESS_HEADER = "X-LabLink-Process"
-METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # A child that keeps dying is not helped by restarting it forever.
 MAX_RESTARTS = 10
 
@@ -127,6 +127,7 @@ class Children:
             index = self.by_pid.pop(pid, None)
             if index is None:
                 continue
+            forget_process(pid)
             exit_code = os.waitstatus_to_exitcode(code)
             if self.stopping:
                 status = status or max(exit_code, 0)
@@ -151,14 +152,14 @@ def fresh_metrics_dir() -> str:
     """An empty folder for the children's metrics, named in the environment before any
     child imports ``prometheus_client`` (it picks its storage from it at import)."""
     path = tempfile.mkdtemp(prefix="lablink-metrics-")
-    os.environ[METRICS_DIR_VARIABLE] = path
+    os.environ[MULTIPROCESS_DIR_ENV] = path
     return path
 
 
 def remove_metrics_dir(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
-    if os.environ.get(METRICS_DIR_VARIABLE) == path:
-        del os.environ[METRICS_DIR_VARIABLE]
+    if os.environ.get(MULTIPROCESS_DIR_ENV) == path:
+        del os.environ[MULTIPROCESS_DIR_ENV]
 
 
 def fork_child(run: Callable[[int], int], index: int) -> int:

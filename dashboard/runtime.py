@@ -20,6 +20,7 @@ from lablink_core.fleet import Fleet, make_fleet, make_provider
 from lablink_core.listener import NotificationListener
 from lablink_core.liveness import vouch_forever, vouch_interval
 from lablink_core.maintenance import Maintenance
+from lablink_core.metrics import PrometheusMetrics
 from lablink_core.services import Services, data_dir, open_services
 from lablink_core.waiters import AssignmentWaiters
 from lablink_core.waitlist_watch import Dispatcher, TicketWaiters
@@ -127,9 +128,9 @@ def build_runtime(config: LablinkConfig) -> Runtime:
     # Sessions opening at the same moment raced on Panel's lazy import of the Tabulator
     # model ("partially initialized module"): import it once, before any session.
     importlib.import_module("panel.models.tabulator")
-    services = open_services(config)
+    services = open_services(config, metrics=PrometheusMetrics())
     listener = NotificationListener(services.url, config.db.message_channel)
-    waiters = AssignmentWaiters(listener, services.registry.tasks)
+    waiters = AssignmentWaiters(listener, services.registry.tasks, services.metrics)
     admin = load_admin_account(
         services.engine, services.secrets, config.app.admin_user, config.app.admin_password
     )

@@ -28,6 +28,7 @@ from lablink_core.crd import CrdCommand, parse_crd_command
 from lablink_core.credentials import VMCredentials
 from lablink_core.db import reconnecting
 from lablink_core.errors import NotFound, NoVMAvailable, SeatTaken
+from lablink_core.metrics import Metrics
 from lablink_core.models import ASSIGNABLE_WHERE, checked_identifier
 from lablink_core.seats import (
     Assignment,
@@ -65,8 +66,10 @@ class Allocator:
         pin_factory: Callable[[], str] = new_pin,
         token_factory: Callable[[], str] = new_seat_token,
         actions: ActionLog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
+        self._metrics = metrics or Metrics()
         self._actions = actions
         self._table = checked_identifier(table_name)
         self._reuse = release_policy == "reuse"
@@ -91,6 +94,7 @@ class Allocator:
         if seat_token:
             renewed = self._renew(address, crd, seat_token)
             if renewed is not None:
+                self._metrics.assigned("renewal")
                 return renewed
         try:
             claimed = self._claim(address, crd)
@@ -98,6 +102,7 @@ class Allocator:
             # Another request for the same email won the race for the unique index.
             raise SeatTaken(SEAT_TAKEN_MESSAGE.format(email=address), field="email") from error
         if claimed is not None:
+            self._metrics.assigned("new")
             return claimed
         if self.holder_of(address) is not None:
             raise SeatTaken(SEAT_TAKEN_MESSAGE.format(email=address), field="email")

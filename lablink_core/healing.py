@@ -20,6 +20,7 @@ from sqlalchemy import Engine, text
 
 from lablink_core.config import HealthConfig
 from lablink_core.errors import LablinkError, OperationInProgress
+from lablink_core.metrics import Metrics
 from lablink_core.models import checked_identifier
 from lablink_core.vm_actions import ActionLog
 
@@ -111,8 +112,10 @@ class Healer:
         fleet: HealingFleet | None,
         actions: ActionLog,
         config: HealthConfig,
+        metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
+        self._metrics = metrics or Metrics()
         self._table = checked_identifier(table_name)
         self._fleet = fleet
         self._actions = actions
@@ -164,6 +167,7 @@ class Healer:
     def _record(
         self, decision: HealDecision, email: str | None, outcome: str, detail: str | None = None
     ) -> None:
+        self._metrics.healer_action(decision.action, outcome)
         self._actions.record(
             decision.hostname,
             decision.action,

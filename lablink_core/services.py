@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -20,6 +20,7 @@ from lablink_core.credentials import SecretStore, VMCredentials
 from lablink_core.db import ensure_database, make_engine, upgrade
 from lablink_core.enrolment import VMEnrolment
 from lablink_core.localdb import LocalPostgres
+from lablink_core.metrics import Metrics, PoolReading
 from lablink_core.reclaim import SessionClock
 from lablink_core.schedules import ScheduleStore
 from lablink_core.settings import SettingsStore
@@ -51,6 +52,18 @@ class Services:
     settings: SettingsStore
     access: AccessPolicy
     local_postgres: LocalPostgres | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def pool_reading(self) -> PoolReading:
+        """The database's view for a metrics scrape: VMs by status, the pool, the queue."""
+        pool = self.allocator.pool_counts()
+        return PoolReading(
+            vms_by_status=self.registry.counts(),
+            free=pool["free"],
+            silent=pool["silent"],
+            unhealthy=pool["unhealthy"],
+            waitlist=self.waitlist.length(),
+        )
 
     def close(self, *, stop_database: bool = True) -> None:
         """Dispose of the engine and stop the private database if this process started it."""
@@ -75,8 +88,12 @@ def resolve_database(config: LablinkConfig) -> tuple[str, LocalPostgres | None]:
     return server.url(config.db.dbname), server
 
 
-def open_services(config: LablinkConfig, *, migrate: bool = True) -> Services:
-    """Connect to (or start) the database, bring its schema up to date, build the services."""
+def open_services(
+    config: LablinkConfig, *, migrate: bool = True, metrics: Metrics | None = None
+) -> Services:
+    """Connect to (or start) the database, bring its schema up to date, build the services
+    (recording into ``metrics`` when given: the server passes its Prometheus metrics)."""
+    metrics = metrics or Metrics()
     url, server = resolve_database(config)
     if server is not None:
         ensure_database(url)
@@ -94,6 +111,7 @@ def open_services(config: LablinkConfig, *, migrate: bool = True) -> Services:
         credentials=credentials,
         release_policy=config.app.release_policy,
         silence_seconds=config.app.unresponsive_after_seconds,
+        metrics=metrics,
     )
     schedules = ScheduleStore(engine)
     settings = SettingsStore(engine)
@@ -113,6 +131,7 @@ def open_services(config: LablinkConfig, *, migrate: bool = True) -> Services:
             silence_seconds=config.app.unresponsive_after_seconds,
             expire_seconds=config.waitlist.expire_seconds,
             max_length=config.waitlist.max_length,
+            metrics=metrics,
         ),
         schedules=schedules,
         logs=VMLogStore(engine, table),
@@ -131,4 +150,5 @@ def open_services(config: LablinkConfig, *, migrate: bool = True) -> Services:
         enrolment=VMEnrolment(engine, table, credentials),
         actions=actions,
         local_postgres=server,
+        metrics=metrics,
     )

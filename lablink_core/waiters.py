@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from lablink_core.listener import Notification, NotificationListener
+from lablink_core.metrics import Metrics
 from lablink_core.vms import VMTask
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,12 @@ class AssignmentWaiters:
         self,
         listener: NotificationListener,
         fetch_tasks: Callable[[Sequence[str]], dict[str, VMTask]],
+        metrics: Metrics | None = None,
     ) -> None:
         self._fetch_tasks = fetch_tasks
+        self._metrics = metrics or Metrics()
         self._waiters: dict[str, set[Waiter]] = {}
+        self._waking: set[asyncio.Task[None]] = set()
         self.wakeups = 0
         self.fetch_attempts = 10
         self._unsubscribe = listener.subscribe(self)
@@ -82,9 +86,11 @@ class AssignmentWaiters:
         future = asyncio.get_running_loop().create_future()
         waiter = Waiter(hostname, after_generation, future, vouch)
         self._waiters.setdefault(hostname, set()).add(waiter)
+        self._metrics.waiting(1)
         try:
             yield waiter
         finally:
+            self._metrics.waiting(-1)
             group = self._waiters.get(hostname)
             if group is not None:
                 group.discard(waiter)
@@ -102,11 +108,18 @@ class AssignmentWaiters:
             and n.hostname in self._waiters
         }
         if names:
-            asyncio.get_running_loop().create_task(self._wake(sorted(names)))
+            self._start_wake(sorted(names))
 
     def on_resync(self) -> None:
         if self._waiters:
-            asyncio.get_running_loop().create_task(self._wake(sorted(self._waiters)))
+            self._start_wake(sorted(self._waiters))
+
+    def _start_wake(self, hostnames: list[str]) -> None:
+        # The loop keeps only a weak reference to a task: hold it until it is done.
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._wake(hostnames, loop.time()))
+        self._waking.add(task)
+        task.add_done_callback(self._waking.discard)
 
     async def _fetch_with_retry(self, hostnames: list[str]) -> dict[str, VMTask]:
         # A wake-up follows a commit or a reconnect, so the database is up; a failure here is
@@ -126,11 +139,15 @@ class AssignmentWaiters:
     def _wants(self, hostname: str, generation: int) -> bool:
         return any(w.after_generation < generation for w in self._waiters.get(hostname, ()))
 
-    async def _wake(self, hostnames: list[str]) -> None:
+    async def _wake(self, hostnames: list[str], heard_at: float) -> None:
         tasks = await self._fetch_with_retry(hostnames)
+        woken = 0
         for name in hostnames:
             # A VM whose row is gone (destroyed) is answered as revoked.
             task = tasks.get(name) or VMTask(name, 0, None, None, credential_hash=None)
             for waiter in list(self._waiters.get(name, ())):
                 if waiter.offer(task):
-                    self.wakeups += 1
+                    woken += 1
+        if woken:
+            self.wakeups += woken
+            self._metrics.woken(asyncio.get_running_loop().time() - heard_at, woken)

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from lablink_core.crd import parse_crd_command
 from lablink_core.db import reconnecting
 from lablink_core.errors import InvalidInput, LablinkError, NotFound, SeatTaken
+from lablink_core.metrics import Metrics
 from lablink_core.models import ASSIGNABLE_WHERE, checked_identifier
 from lablink_core.seats import checked_token, hash_token, new_pin, new_seat_token
 from lablink_core.validation import normalize_email
@@ -66,8 +67,10 @@ class Waitlist:
         silence_seconds: float = 120.0,
         expire_seconds: float = 120.0,
         max_length: int = 2000,
+        metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
+        self._metrics = metrics or Metrics()
         self._vms = checked_identifier(table_name)
         self._table = f"{self._vms}_waitlist"
         self.silence_seconds = silence_seconds
@@ -222,6 +225,8 @@ class Waitlist:
                 text(_DISPATCH.format(vms=self._vms, waitlist=self._table, free=ASSIGNABLE_WHERE)),
                 {"limit": limit, "pins": pins, "silence": self.silence_seconds},
             ).all()
+        for _ in rows:
+            self._metrics.assigned("waitlist")
         return [(int(row.id), str(row.hostname)) for row in rows]
 
 

@@ -46,7 +46,9 @@ def build_maintenance(
     table = config.db.table_name
     loops = []
     if config.health.enabled:
-        healer = Healer(services.engine, table, fleet, services.actions, config.health)
+        healer = Healer(
+            services.engine, table, fleet, services.actions, config.health, services.metrics
+        )
         period = config.health.interval_seconds
         lease = Lease(services.engine, "healer", holder, ttl_seconds=max(60.0, 6 * period))
         steps = [Step("heal", period, healer.pass_once)]

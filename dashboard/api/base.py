@@ -115,7 +115,15 @@ class ApiHandler(RequestHandler):
         if isinstance(error, RateLimited):
             self.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
         payload = {"error": {"code": error.code, "message": error.message, "field": error.field}}
+        self.runtime.services.metrics.refused(type(self).__name__, error.code)
         self.write_json(payload, status)
+
+    def on_finish(self) -> None:
+        try:
+            metrics = self.runtime.services.metrics
+        except RuntimeError:  # routes served before the runtime exists count nothing
+            return
+        metrics.request(type(self).__name__, self.get_status(), self.request.request_time())
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, LablinkError) and not self._finished:

@@ -28,6 +28,7 @@ from dashboard.api.machines import (
     VMStartupHandler,
     VMStatusHandler,
 )
+from dashboard.api.metrics import MetricsHandler
 from dashboard.api.original_client import (
     GpuHealthHandler,
     HeartbeatHandler,
@@ -70,6 +71,7 @@ def api_routes(runtime: Callable[[], Runtime]) -> list[tuple[str, type, dict[str
         (r"/api/fleet/scale", FleetScaleHandler),
         (r"/api/fleet/destroy", FleetDestroyHandler),
         (r"/api/server", ServerInfoHandler),
+        (r"/metrics", MetricsHandler),
         (r"/client/lablink-client\.pyz", ClientBundleHandler),
     ]
     return [(pattern, handler, {"runtime": runtime}) for pattern, handler in handlers]

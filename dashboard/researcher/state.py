@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import param
@@ -25,6 +25,7 @@ from lablink_core.access import AccessPolicy
 from lablink_core.allocation import Allocator, Assignment
 from lablink_core.crd import parse_crd_command
 from lablink_core.errors import InvalidInput, LablinkError
+from lablink_core.metrics import Metrics
 from lablink_core.reclaim import SessionClock
 from lablink_core.validation import normalize_email
 from lablink_core.vm_actions import ActionLog
@@ -56,6 +57,7 @@ class ResearcherServices:
     warning_minutes: float = 10.0
     # Raises RateLimited when this page's address (or the email) asks too fast.
     limit: Callable[[str | None], None] = lambda email: None
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def _problem(check: Callable[[str], object], text: str) -> str:
@@ -141,6 +143,7 @@ class RequestState(param.Parameterized):
         try:
             return await self._run(function, *args)
         except LablinkError as error:
+            self._services.metrics.refused("researcher_page", error.code)
             self._say(error.message, "warning" if error.code == "no_vm_available" else "danger")
             self.queue_offered = (
                 error.code == "no_vm_available" and self._services.waitlist is not None

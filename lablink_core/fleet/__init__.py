@@ -107,4 +107,5 @@ def make_fleet(config: LablinkConfig, services: Services, provider: FleetProvide
         provider,
         name_prefix=config.fleet.name_prefix,
         max_instances=config.fleet.max_instances,
+        metrics=services.metrics,
     )

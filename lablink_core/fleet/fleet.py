@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ from lablink_core.fleet.operations import (
 )
 from lablink_core.fleet.plans import FleetPlanner, Plan
 from lablink_core.fleet.table import FleetTable
+from lablink_core.metrics import Metrics
 from lablink_core.validation import validate_hostname
 from lablink_core.vms import VMRegistry
 
@@ -66,8 +68,10 @@ class Fleet:
         *,
         name_prefix: str = "lablink-vm",
         max_instances: int = 500,
+        metrics: Metrics | None = None,
     ) -> None:
         self.provider = provider
+        self._metrics = metrics or Metrics()
         self.name_prefix = name_prefix
         self.max_instances = max_instances
         self._engine = engine
@@ -249,11 +253,14 @@ class Fleet:
             first = FleetProgress(operation_id, kind, "running", planned, 0, plan.summary)
             recorder = ProgressRecorder(self._store, first, on_progress)
             recorder.log(plan.summary, 0)
+            began = time.monotonic()
             try:
                 plan.run(recorder.log)
                 self._reconcile()
             except Exception as error:
+                self._metrics.fleet_operation(kind, "failed", time.monotonic() - began)
                 raise self._failed(recorder, plan, error) from error
+            self._metrics.fleet_operation(kind, "succeeded", time.monotonic() - began)
             return recorder.finish("succeeded")
 
     def _failed(

@@ -6,12 +6,14 @@ import socket
 import subprocess
 import threading
 from collections import Counter
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from tests.fixtures.server import RunningServer
 from tests.integration.test_allocation import CRD, crd
+from tests.support.metrics import Samples, parse, scrape, value
 from tests.support.waiting import wait_until
 
 
@@ -243,3 +245,56 @@ def test_one_vms_credential_does_not_work_for_another(api: RunningServer) -> Non
         ("/api/vm/status", {"hostname": "vm-b", "status": "ready"}),
     ):
         assert httpx.post(f"{api.url}{path}", json=body, headers=headers).status_code == 401
+
+
+def test_metrics_count_what_the_researchers_and_vms_did(
+    api: RunningServer, polling_vms: Callable[[int], list[str]]
+) -> None:
+    auth = api.admin_auth()
+    before = parse(scrape(api.url, auth).text)
+    polling_vms(2)
+    first = request(api, "ada@example.org")
+    token = first.json()["seat_token"]
+    replies = [
+        first,
+        request(api, "ada@example.org", crd("4/again"), seat_token=token),
+        request(api, "grace@example.org"),
+        request(api, "alan@example.org"),
+        request(api, "not an email"),
+    ]
+    assert [reply.status_code for reply in replies] == [200, 200, 200, 503, 400]
+
+    def now() -> Samples:
+        return parse(scrape(api.url, auth).text)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    # Both assignments and the renewal wake a VM; each VM then polls again.
+    wait_until(
+        lambda: (
+            value(now(), "lablink_vms_woken_total") - value(before, "lablink_vms_woken_total") >= 3
+            and value(now(), "lablink_waiting_vms") == 2
+        ),
+        message="three wake-ups, two VMs waiting again",
+    )
+    after = now()
+    assert grew("lablink_assignments_total", kind="new") == 2
+    assert grew("lablink_assignments_total", kind="renewal") == 1
+    refused = {"where": "RequestVMHandler"}
+    assert grew("lablink_refusals_total", **refused, reason="no_vm_available") == 1
+    assert grew("lablink_refusals_total", **refused, reason="invalid_input") == 1
+    timed = {"handler": "RequestVMHandler"}
+    assert grew("lablink_http_request_seconds_count", **timed, code="2xx") == 3
+    assert grew("lablink_http_request_seconds_count", **timed, code="5xx") == 1
+    assert grew("lablink_http_request_seconds_count", **timed, code="4xx") == 1
+    assert grew("lablink_wake_seconds_count") >= 1
+    assert value(after, "lablink_vms", status="assigned") == 2
+    assert value(after, "lablink_pool_vms", pool="free") == 0
+
+
+def test_metrics_are_for_the_admin_only(api: RunningServer) -> None:
+    for headers in ({}, {"Authorization": "Bearer not-the-admin-token"}):
+        reply = httpx.get(f"{api.url}/metrics", headers=headers, timeout=10)
+        assert reply.status_code == 401 and "lablink_" not in reply.text
+    assert scrape(api.url, api.admin_auth()).status_code == 200

@@ -33,6 +33,7 @@ from lablink_core.fleet.operations import lock_is_held
 from lablink_core.fleet.state import fleet_state
 from lablink_core.fleet.terraform import TerraformRunner
 from lablink_core.healing import Healer
+from lablink_core.metrics import PoolReading, PrometheusMetrics
 from lablink_core.vm_actions import ActionLog
 from lablink_core.vms import VMRegistry, utc_now
 from tests.fixtures.aws import MotoServer, RecordingRunner, ec2_for
@@ -40,6 +41,7 @@ from tests.fixtures.aws import aws_environment as moto_environment
 from tests.integration.test_allocation import crd
 from tests.integration.test_terraform import instances as deployment_instances
 from tests.integration.test_terraform import security_groups as deployment_security_groups
+from tests.support.metrics import parse, value
 from tests.support.vms import poll
 
 DEPLOYMENT = "lablink-vm"
@@ -204,7 +206,8 @@ def test_launch_heal_assign_scale_and_destroy(
 
     # The VM reports an error: the healer (its own pass, as the maintenance loop runs it)
     # reboots it first: the same instance, running.
-    healer = Healer(engine, "vms", fleet, ActionLog(engine, "vms"), HealthConfig())
+    metrics = PrometheusMetrics()
+    healer = Healer(engine, "vms", fleet, ActionLog(engine, "vms"), HealthConfig(), metrics)
     mark_errored(engine, "lablink-vm-001")
     assert [(d.hostname, d.action) for d in healer.pass_once(utc_now())] == [
         ("lablink-vm-001", "reboot")
@@ -239,6 +242,10 @@ def test_launch_heal_assign_scale_and_destroy(
         "lablink-vm-003": PLACEHOLDER_TOKEN,
     }
     ids["lablink-vm-001"] = now["lablink-vm-001"]["InstanceId"]
+    healed = parse(metrics.exposition(PoolReading())[0].decode())
+    for action in ("reboot", "replace"):
+        done = {"action": action, "outcome": "done"}
+        assert value(healed, "lablink_healer_actions_total", **done) == 1
 
     # A VM calls in, as its user_data would (the token for its credential), and a researcher
     # gets it. The replaced VM's old token is worthless now.

@@ -39,9 +39,11 @@ from lablink_core.fleet.operations import (
     OperationStore,
     lock_is_held,
 )
+from lablink_core.metrics import Metrics, PoolReading, PrometheusMetrics
 from lablink_core.vms import VMRegistry
 from tests.fixtures.server import RunningServer, make_server_database
 from tests.integration.test_allocation import crd
+from tests.support.metrics import parse, value
 from tests.support.waiting import wait_until
 
 
@@ -61,8 +63,10 @@ class FleetSetup:
 
         return LocalProvider(self.engine, self.api.url, issue, record_dir=self.record_dir)
 
-    def fleet(self, provider: FleetProvider) -> Fleet:
-        return Fleet(self.engine, self.registry, provider, name_prefix="lablink-vm")
+    def fleet(self, provider: FleetProvider, metrics: Metrics | None = None) -> Fleet:
+        return Fleet(
+            self.engine, self.registry, provider, name_prefix="lablink-vm", metrics=metrics
+        )
 
     def rows(self) -> dict[str, str]:
         return {vm["hostname"]: vm["status"] for vm in self.registry.list()}
@@ -228,7 +232,8 @@ def test_a_refusal_from_start_is_raised_in_the_caller(setup: FleetSetup) -> None
 
 def test_a_provider_failure_is_recorded_and_the_table_repaired(setup: FleetSetup) -> None:
     stub = StubProvider(fail_after=2)
-    fleet = setup.fleet(stub)
+    metrics = PrometheusMetrics()
+    fleet = setup.fleet(stub, metrics)
     with pytest.raises(FleetOperationFailed, match="no capacity left") as raised:
         fleet.launch(3)
     progress = raised.value.progress
@@ -244,6 +249,14 @@ def test_a_provider_failure_is_recorded_and_the_table_repaired(setup: FleetSetup
     with pytest.raises(FleetOperationFailed, match="cannot terminate"):
         fleet.scale_to(0)
     assert setup.rows() == {"lablink-vm-001": "booting", "lablink-vm-002": "booting"}
+    samples = parse(metrics.exposition(PoolReading())[0].decode())
+    for kind in ("launch", "scale"):
+        timed = {"kind": kind, "outcome": "failed"}
+        assert value(samples, "lablink_fleet_operation_seconds_count", **timed) == 1
+    assert not any(
+        name == "lablink_fleet_operation_seconds_count" and ("outcome", "succeeded") in labels
+        for name, labels in samples
+    )
 
 
 class ChattyProvider(StubProvider):

@@ -14,6 +14,7 @@ import pytest
 from dashboard.prefork import PROCESS_HEADER
 from tests.fixtures.server import RunningServer, make_server_database
 from tests.integration.test_allocation import crd
+from tests.support.metrics import Samples, parse, scrape, value
 from tests.support.vm_simulator import SimulatedFleet
 from tests.support.waiting import wait_until
 
@@ -46,6 +47,19 @@ def per_process(server: RunningServer) -> dict[str, dict[str, object]]:
     return seen
 
 
+def metrics_of_each(server: RunningServer) -> dict[str, Samples]:
+    """``/metrics`` as scraped from each process (asked until both have answered)."""
+    seen: dict[str, Samples] = {}
+
+    def both() -> bool:
+        reply = scrape(server.url, server.admin_auth())
+        seen[reply.headers[PROCESS_HEADER]] = parse(reply.text)
+        return len(seen) == 2
+
+    wait_until(both, timeout=30, message="/metrics from each process")
+    return seen
+
+
 def total_waiting(server: RunningServer) -> int:
     return sum(int(str(info["waiting_vms"])) for info in per_process(server).values())
 
@@ -67,9 +81,12 @@ def test_vms_waiting_on_both_processes_get_their_researchers_command(
 ) -> None:
     names = [f"vm-{i:03d}" for i in range(200)]
     fleet = SimulatedFleet(two_processes.url, {n: two_processes.credential(n) for n in names})
+    before = metrics_of_each(two_processes)["0"]
     fleet.start()
     try:
         wait_until(lambda: total_waiting(two_processes) == 200, timeout=60, message="200 waiting")
+        for samples in metrics_of_each(two_processes).values():
+            assert value(samples, "lablink_waiting_vms") == 200  # summed over both
         assert all(int(str(i["waiting_vms"])) > 0 for i in per_process(two_processes).values())
         replies = asyncio.run(_request_all(two_processes.url, 300))
         statuses = Counter(status for status, _, _ in replies)
@@ -86,11 +103,30 @@ def test_vms_waiting_on_both_processes_get_their_researchers_command(
                 pin,
             )
         assert fleet.statuses[500] == 0
+        assert_metrics_sum_both_processes(two_processes, before)
     finally:
         fleet.stop()
 
 
+def assert_metrics_sum_both_processes(server: RunningServer, before: Samples) -> None:
+    """Either process's /metrics counts the 300 requests that both of them answered."""
+    for samples in metrics_of_each(server).values():
+
+        def grew(name: str, samples: Samples = samples, **labels: str) -> float:
+            return value(samples, name, **labels) - value(before, name, **labels)
+
+        assert grew("lablink_assignments_total", kind="new") == 200
+        where = {"where": "RequestVMHandler", "reason": "no_vm_available"}
+        assert grew("lablink_refusals_total", **where) == 100
+        timed = {"handler": "RequestVMHandler"}
+        assert grew("lablink_http_request_seconds_count", **timed, code="2xx") == 200
+        assert grew("lablink_http_request_seconds_count", **timed, code="5xx") == 100
+        assert grew("lablink_vms_woken_total") >= 200
+        assert value(samples, "lablink_vms", status="assigned") == 200
+
+
 def test_a_process_that_dies_is_started_again(two_processes: RunningServer) -> None:
+    assigned = value(metrics_of_each(two_processes)["0"], "lablink_assignments_total", kind="new")
     before = per_process(two_processes)
     os.kill(int(str(before["1"]["pid"])), signal.SIGKILL)
 
@@ -100,3 +136,7 @@ def test_a_process_that_dies_is_started_again(two_processes: RunningServer) -> N
 
     wait_until(replaced, timeout=60, message="process 1 started again")
     assert two_processes.process is not None and two_processes.process.poll() is None
+    # The dead process's counts stay in the sums; its waiting VMs do not.
+    for samples in metrics_of_each(two_processes).values():
+        assert value(samples, "lablink_assignments_total", kind="new") == assigned
+        assert value(samples, "lablink_waiting_vms") == 0
