@@ -16,7 +16,16 @@ from bench.database import database_server
 from bench.procstat import machine_info, raise_file_limit
 from bench.report import RESULTS_DIR, result, table_markdown, write
 
-BENCHMARKS = ("allocation", "request_vm", "waiting_vms", "burst", "waitlist", "dashboard", "fleet")
+BENCHMARKS = (
+    "allocation",
+    "request_vm",
+    "waiting_vms",
+    "burst",
+    "cross_process",
+    "waitlist",
+    "dashboard",
+    "fleet",
+)
 # Minutes of terraform against moto: left out of --quick unless asked for with --only.
 NOT_QUICK = ("fleet",)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -16,7 +17,15 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine
 
-from bench.procstat import process_cpu, raise_file_limit, rss_kib
+from bench.procstat import (
+    CpuMeter,
+    children_of,
+    process_cpu,
+    raise_file_limit,
+    rss_kib,
+    standard_meter,
+)
+from bench.rawhttp import HttpConnection, Response, build_request
 from lablink_core.credentials import SecretStore, VMCredentials
 from lablink_core.enrolment import VMEnrolment
 from lablink_core.localdb import free_port
@@ -24,19 +33,46 @@ from lablink_core.localdb import free_port
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "bench-admin-password"
 START_TIMEOUT = 90.0
+PROBE_TIMEOUT = 30.0
+PIN_BATCH = 200
+PIN_TRIES = 20  # connections opened per one kept, at most: beyond that the kernel never spreads
+PROCESS_HEADER = "x-lablink-process"  # rawhttp and httpx both give header names lowercased
+
+try:  # psutil when the venv has it (not a dependency of LabLink): /proc scanning otherwise
+    import psutil  # type: ignore[import-untyped]
+except ImportError:  # pragma: no cover - depends on the environment
+    psutil = None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``: the forked children of `lablink serve --processes`."""
+    if psutil is not None:
+        try:
+            return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+    found, frontier = [], [pid]
+    while frontier:
+        children = children_of(frontier.pop())
+        found += children
+        frontier += children
+    return found
 
 
 @dataclass
 class ServerProcess:
-    """One server process: start it, ask it how it is, measure it, stop it."""
+    """One `lablink serve` (``processes`` forked server processes behind one port): start
+    it, ask it how it is, measure it, stop it."""
 
     database_url: str
     vm_wait_seconds: float = 60.0
+    processes: int = 1
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(
         default_factory=lambda: Path(tempfile.mkdtemp(prefix="lablink-bench-srv-")) / "server.log"
     )
+    _answered: set[str] = field(default_factory=set, init=False, repr=False)  # healthy indices
 
     @property
     def url(self) -> str:
@@ -63,9 +99,10 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         command = [sys.executable, "-m", "lablink_core.cli", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--processes", str(self.processes)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*command, "--port", str(self.port)],
+                command,
                 env=self.env(),
                 stdout=log,
                 stderr=log,
@@ -81,13 +118,19 @@ class ServerProcess:
         return self
 
     def _healthy(self) -> bool:
+        """Healthy once every process has answered /api/health (one answer for one process)."""
         assert self.process is not None
         if self.process.poll() is not None:
             raise RuntimeError(f"server exited: {self.log_tail()}")
         try:
-            return httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200
+            # A new connection each time: the kernel picks the process per connection.
+            reply = httpx.get(f"{self.url}/api/health", headers={"Connection": "close"}, timeout=2)
         except httpx.HTTPError:
             return False
+        if reply.status_code != 200:
+            return False
+        self._answered.add(reply.headers.get(PROCESS_HEADER, "0"))
+        return len(self._answered) >= self.processes
 
     def info(self) -> dict[str, Any]:
         """GET /api/server with the admin login: waiting VMs, database backends, ..."""
@@ -107,11 +150,25 @@ class ServerProcess:
             time.sleep(0.05)
         return held
 
+    def pids(self) -> list[int]:
+        """The server's process and, with ``processes`` > 1, the children it forked."""
+        return [self.pid, *descendants(self.pid)] if self.processes > 1 else [self.pid]
+
     def rss_kib(self) -> int:
-        return rss_kib(self.pid)
+        """Resident memory of all the server's processes (pages the fork shares count once
+        per process: an upper bound with ``processes`` > 1)."""
+        return sum(rss_kib(pid) for pid in self.pids())
 
     def cpu_seconds(self) -> float:
-        return process_cpu(self.pid)
+        """CPU seconds of the parent and of every live child (a child that died and was
+        restarted takes its seconds with it: the supervised children do not die in a run)."""
+        return sum(process_cpu(pid) for pid in self.pids())
+
+    def meter(self, postmaster_pid: int | None) -> CpuMeter:
+        """standard_meter with ``cpu_server`` summed over all the server's processes."""
+        meter = standard_meter(None, postmaster_pid)
+        meter.sources = {"cpu_server": self.cpu_seconds, **meter.sources}
+        return meter
 
     def enrol(self, hostnames: list[str]) -> dict[str, str]:
         """Enrol these VMs on the server's database; their credentials by hostname."""
@@ -144,10 +201,57 @@ class ServerProcess:
             self.log_path.parent.rmdir()
 
 
+@dataclass
+class Pinner:
+    """Opens connections to one port and keeps those a given process accepted.
+
+    The processes of `lablink serve --processes N` share one listening socket: the kernel
+    gives each new connection to whichever process accepts first, and a keep-alive
+    connection stays there. So each connection is probed with a cheap GET /api/health,
+    kept if its reply's X-LabLink-Process names the wanted process, closed otherwise.
+    """
+
+    port: int
+    opened: int = 0
+
+    async def pinned(self, index: str, count: int) -> list[HttpConnection]:
+        kept: list[HttpConnection] = []
+        limit = self.opened + PIN_TRIES * count + PIN_BATCH
+        while len(kept) < count:
+            if self.opened >= limit:
+                raise RuntimeError(f"{len(kept)} of {count} connections reached process {index}")
+            batch = min(PIN_BATCH, 2 * (count - len(kept)))
+            self.opened += batch
+            for connection, index_seen in await self._probe(batch):
+                if index_seen == index and len(kept) < count:
+                    kept.append(connection)
+                else:
+                    connection.close()
+        return kept
+
+    async def _probe(self, batch: int) -> list[tuple[HttpConnection, str | None]]:
+        """``batch`` new connections, each with the process that answered its health GET."""
+        connections = await asyncio.gather(*(HttpConnection.open(self.port) for _ in range(batch)))
+        probe = build_request("/api/health", self.port)
+        replies = await asyncio.gather(
+            *(c.request(probe, PROBE_TIMEOUT) for c in connections), return_exceptions=True
+        )
+        return [(c, _answered_by(r)) for c, r in zip(connections, replies, strict=True)]
+
+
+def _answered_by(reply: Response | BaseException) -> str | None:
+    """The process index a healthy reply names (None for a failed probe)."""
+    if isinstance(reply, Response) and reply.status == 200:
+        return reply.headers.get(PROCESS_HEADER)
+    return None
+
+
 @contextlib.contextmanager
-def running_server(database_url: str, *, vm_wait_seconds: float = 60.0) -> Iterator[ServerProcess]:
+def running_server(
+    database_url: str, *, vm_wait_seconds: float = 60.0, processes: int = 1
+) -> Iterator[ServerProcess]:
     """A started server, stopped and cleaned up when the block ends."""
-    server = ServerProcess(database_url, vm_wait_seconds=vm_wait_seconds)
+    server = ServerProcess(database_url, vm_wait_seconds=vm_wait_seconds, processes=processes)
     try:
         yield server.start()
     finally:

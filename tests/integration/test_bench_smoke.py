@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = {"allocation", "request_vm", "waiting_vms", "burst"}
+EXPECTED = {"allocation", "request_vm", "waiting_vms", "burst", "cross_process"}
 
 
 @pytest.mark.timeout(900)
