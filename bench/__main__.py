@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.database import database_server
 from bench.procstat import machine_info, raise_file_limit
+from bench.relative import relative_targets
 from bench.report import RESULTS_DIR, result, table_markdown, write
 
 BENCHMARKS = (
@@ -85,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {name}", flush=True)
             outcomes[name] = run_one(name, args.quick)
             print(table_markdown(outcomes[name]), flush=True)
+    relative = relative_targets(outcomes)
+    if relative:  # shown with request_vm's table, where a reader looks for them
+        outcomes["request_vm"]["targets"] += relative
+        print("\n".join(table_markdown(outcomes["request_vm"]).splitlines()[-4:]), flush=True)
     document = {
         "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
         "quick": args.quick,

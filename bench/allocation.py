@@ -146,8 +146,9 @@ def run(quick: bool) -> dict[str, Any]:
         doubles=sum(row["doubles"] for row in rows),
         targets=[target("claims/s at 10 workers", "> 1,000", at_ten, at_ten > 1000)],
         notes=[
-            "Threads in the benchmark process call the allocator directly (one engine, pool "
-            "= workers, pre-ping on); each claim is one UPDATE ... SKIP LOCKED and its COMMIT.",
+            "Threads in the benchmark process call the allocator directly (one engine as the "
+            "server makes it, pool = workers, no pre-ping); each claim is one UPDATE ... SKIP "
+            "LOCKED in autocommit: one round trip.",
             "bench CPU is this Python process (the allocator's own code included).",
         ],
     )

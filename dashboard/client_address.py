@@ -19,6 +19,7 @@ def _networks(trusted_proxies: tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in trusted_proxies)
 
 
+@lru_cache(maxsize=4096)  # peers repeat: parsing an address is a cost on every request
 def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     candidate = text.strip().strip("[]")
     if candidate.count(":") == 1 and "." in candidate:  # "1.2.3.4:5678"

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lablink_core.crd import CrdCommand, parse_crd_command
 from lablink_core.credentials import VMCredentials
-from lablink_core.db import reconnecting
+from lablink_core.db import reconnecting, single_statement
 from lablink_core.errors import NotFound, NoVMAvailable, SeatTaken
 from lablink_core.metrics import Metrics
 from lablink_core.models import ASSIGNABLE_WHERE, checked_identifier
@@ -52,6 +52,27 @@ SEAT_TAKEN_MESSAGE = (
 )
 
 
+# The claim: pick, lock and assign the best free VM in one statement. VMs waiting on a long
+# poll now come first, then the most recently heard. Nobody jumps the queue: while
+# researchers wait, VMs go to them (the waitlist).
+_CLAIM = """
+UPDATE {table} SET
+    status = 'assigned', user_email = :email, crd_code = :code,
+    crd_redirect_url = :url, pin = :pin, seat_token_hash = :token_hash,
+    generation = generation + 1, assigned_at = now(), in_use = false,
+    last_activity_at = NULL, extended_until = NULL, extensions_used = 0,
+    status_reason = NULL
+WHERE hostname = (
+    SELECT hostname FROM {table}
+    WHERE {free} AND last_heard_at > now() - make_interval(secs => :silence)
+    ORDER BY waiting DESC, last_heard_at DESC
+    FOR UPDATE SKIP LOCKED
+    LIMIT 1)
+AND NOT EXISTS (SELECT 1 FROM {table}_waitlist WHERE state = 'waiting')
+RETURNING hostname, generation
+"""
+
+
 class Allocator:
     """Claims, renews and releases VMs for researchers. Thread-safe; owns no connection."""
 
@@ -72,6 +93,8 @@ class Allocator:
         self._metrics = metrics or Metrics()
         self._actions = actions
         self._table = checked_identifier(table_name)
+        # Built once: a text() construct parses its parameters, a cost on every claim.
+        self._claim_statement = text(_CLAIM.format(table=self._table, free=ASSIGNABLE_WHERE))
         self._reuse = release_policy == "reuse"
         # Without credentials (some tests), a released VM cannot be rotated, so it is recycled.
         self._credentials = credentials
@@ -110,26 +133,6 @@ class Allocator:
 
     def _claim(self, email: str, crd: CrdCommand) -> Assignment | None:
         token, pin = self._new_token(), self._new_pin()
-        statement = text(
-            f"""
-            UPDATE {self._table} SET
-                status = 'assigned', user_email = :email, crd_code = :code,
-                crd_redirect_url = :url, pin = :pin, seat_token_hash = :token_hash,
-                generation = generation + 1, assigned_at = now(), in_use = false,
-                last_activity_at = NULL, extended_until = NULL, extensions_used = 0,
-                status_reason = NULL
-            WHERE hostname = (
-                SELECT hostname FROM {self._table}
-                WHERE {ASSIGNABLE_WHERE}
-                    AND last_heard_at > now() - make_interval(secs => :silence)
-                ORDER BY waiting DESC, last_heard_at DESC
-                FOR UPDATE SKIP LOCKED
-                LIMIT 1)
-            -- Nobody jumps the queue: while researchers wait, VMs go to them (the waitlist).
-            AND NOT EXISTS (SELECT 1 FROM {self._table}_waitlist WHERE state = 'waiting')
-            RETURNING hostname, generation
-            """
-        )
         params: dict[str, object] = {
             "email": email,
             "code": crd.code,
@@ -138,8 +141,9 @@ class Allocator:
             "token_hash": hash_token(token),
             "silence": self.silence_seconds,
         }
-        with self._engine.begin() as connection:
-            row = connection.execute(statement, params).first()
+        # One statement picks, locks and assigns the VM: atomic without a transaction block.
+        with single_statement(self._engine) as connection:
+            row = connection.execute(self._claim_statement, params).first()
         if row is None:
             return None
         return Assignment(row.hostname, email, pin, token, row.generation, crd)
@@ -172,7 +176,7 @@ class Allocator:
 
     def _seat_row(self, email: object) -> Row[Any] | None:
         address = normalize_email(email)
-        with self._engine.connect() as connection:
+        with single_statement(self._engine) as connection:
             return connection.execute(
                 text(f"SELECT hostname, seat_token_hash FROM {self._table} WHERE user_email = :e"),
                 {"e": address},
@@ -199,7 +203,7 @@ class Allocator:
         token = checked_token(seat_token)
         if token is None:
             return None
-        with self._engine.connect() as connection:
+        with single_statement(self._engine) as connection:
             row = connection.execute(
                 text(
                     f"SELECT user_email, hostname FROM {self._table} "
@@ -296,7 +300,7 @@ class Allocator:
     def pool_counts(self) -> dict[str, int]:
         """``free``: assignable now; ``silent``: otherwise free, but not heard from lately
         (they rejoin the pool when they speak again); ``unhealthy``: free but unhealthy."""
-        with self._engine.connect() as connection:
+        with single_statement(self._engine) as connection:
             row = connection.execute(
                 text(
                     f"""

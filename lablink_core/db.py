@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -35,6 +37,27 @@ def make_engine(
         connect_args={"connect_timeout": 5, "application_name": "lablink"},
         **kwargs,
     )
+
+
+@contextmanager
+def single_statement(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection in autocommit, for a call that runs one statement, which
+    PostgreSQL runs as a transaction of its own.
+
+    psycopg2 would otherwise send BEGIN and COMMIT (or ROLLBACK, after a read) around it:
+    three round trips instead of one, on the hottest paths (the claim, a VM's poll and
+    reports, waking waiters). psycopg2's own ``autocommit`` flag is flipped, on the client,
+    for the block: SQLAlchemy's ``isolation_level`` option would cost a round trip each way
+    (measured here: 64 us per switch).
+    """
+    with engine.connect() as connection:
+        raw: Any = connection.connection.dbapi_connection
+        raw.autocommit = True
+        try:
+            yield connection
+        finally:
+            if not raw.closed:  # a connection that died is discarded with its pool entry
+                raw.autocommit = False
 
 
 def reconnecting[**P, T](function: Callable[P, T]) -> Callable[P, T]:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, Row, text
 
 from lablink_core.crd import CrdCommand
-from lablink_core.db import reconnecting
+from lablink_core.db import reconnecting, single_statement
 from lablink_core.errors import NotFound
 from lablink_core.models import checked_identifier
 from lablink_core.reports import VMReport
@@ -114,7 +114,7 @@ class VMRegistry:
             """
         )
         params = {"hostname": name, "proof": proof, "client_kind": client_kind}
-        with self._engine.begin() as connection:
+        with single_statement(self._engine) as connection:
             row = connection.execute(statement, params).first()
         return None if row is None else _task(row)
 
@@ -123,7 +123,7 @@ class VMRegistry:
         """Current tasks of many VMs in one query (the listener wakes waiters in batches)."""
         if not hostnames:
             return {}
-        with self._engine.connect() as connection:
+        with single_statement(self._engine) as connection:
             rows = connection.execute(
                 text(f"SELECT {_TASK_COLUMNS} FROM {self._table} WHERE hostname = ANY(:names)"),
                 {"names": list(hostnames)},
@@ -150,7 +150,7 @@ class VMRegistry:
             "boot_id": report.boot_id,
             "disk_free_pct": report.disk_free_pct,
         }
-        with self._engine.begin() as connection:
+        with single_statement(self._engine) as connection:
             result = connection.execute(text(_REPORT.format(table=self._table)), params)
         return result.rowcount == 1
 
@@ -159,7 +159,7 @@ class VMRegistry:
         """VMs waiting on this process right now are alive: the process vouches for them."""
         if not hostnames:
             return 0
-        with self._engine.begin() as connection:
+        with single_statement(self._engine) as connection:
             result = connection.execute(
                 text(
                     f"UPDATE {self._table} SET last_heard_at = now(), waiting = true "
@@ -172,7 +172,7 @@ class VMRegistry:
     @reconnecting
     def stop_waiting(self, hostname: str) -> None:
         """The VM hung up its long poll (the claim then prefers VMs still waiting)."""
-        with self._engine.begin() as connection:
+        with single_statement(self._engine) as connection:
             connection.execute(
                 text(f"UPDATE {self._table} SET waiting = false WHERE hostname = :h"),
                 {"h": hostname},
@@ -213,7 +213,7 @@ class VMRegistry:
             FROM {self._table} WHERE {where} ORDER BY created_at, hostname
             """
         )
-        with self._engine.connect() as connection:
+        with single_statement(self._engine) as connection:
             rows = connection.execute(statement, params).mappings().all()
         return [dict(row) for row in rows]
 
@@ -235,7 +235,7 @@ class VMRegistry:
     @reconnecting
     def counts(self) -> dict[str, int]:
         """How many VMs are in each status."""
-        with self._engine.connect() as connection:
+        with single_statement(self._engine) as connection:
             rows = connection.execute(
                 text(f"SELECT status, count(*) AS n FROM {self._table} GROUP BY status")
             ).all()

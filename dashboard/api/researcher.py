@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+from dataclasses import dataclass
 
 from dashboard.api.base import ApiHandler
 from dashboard.signin import signed_in_email
@@ -35,6 +36,18 @@ def _text_field(fields: dict[str, object], name: str, *, required: bool = True) 
     return value
 
 
+@dataclass(frozen=True)
+class _Ask:
+    """What one /request_vm asks for."""
+
+    email: str | None
+    command: str | None
+    seat_token: str | None
+    event_code: object
+    signed_in: str | None
+    wait: bool
+
+
 class RequestVMHandler(ApiHandler):
     """Assign a VM (or renew the CRD command of the one this seat holds)."""
 
@@ -44,27 +57,17 @@ class RequestVMHandler(ApiHandler):
 
     async def post(self) -> None:
         fields = self.body_fields()
-        services = self.runtime.services
         token = _text_field(fields, "seat_token", required=False) or self.get_cookie(SEAT_COOKIE)
         command = _text_field(fields, "crd_command")
-        given = _text_field(fields, "email", required=not self.signed_in_email())
+        signed_in = self.signed_in_email()
+        given = _text_field(fields, "email", required=not signed_in)
         self.runtime.limits.check(self.client_address(), given)
-        if token:  # a renewal is proven by the seat token; a new request by the access rule
-            email = normalize_email(given)
-        else:
-            email = await self.run_sync(
-                lambda: services.access.admit(
-                    given, event_code=fields.get("event_code"), signed_in=self.signed_in_email()
-                )
-            )
         wait = _wants_to_wait(fields.get("wait")) or _wants_to_wait(
             self.get_query_argument("wait", "")
         )
-        try:
-            assignment = await self.run_sync(services.allocator.request_vm, email, command, token)
-        except NoVMAvailable:
-            if not (wait and self.runtime.config.waitlist.enabled):
-                raise
+        ask = _Ask(given, command, token, fields.get("event_code"), signed_in, wait)
+        email, assignment = await self.run_sync(self._admit_and_assign, ask)
+        if assignment is None:
             await self._queue(email, command, token)
             return
         if self.wants_json():  # scripts keep the token from the body; browsers get a cookie
@@ -81,6 +84,24 @@ class RequestVMHandler(ApiHandler):
         self._remember_seat(assignment.seat_token)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(_assignment_html(assignment))
+
+    def _admit_and_assign(self, ask: _Ask) -> tuple[str, Assignment | None]:
+        """On the request pool, both steps in one trip (the hop costs more than the check):
+        the email (proven by the seat token for a renewal, else by the access rule), then its
+        VM; None instead when none is free and the researcher will queue."""
+        services = self.runtime.services
+        if ask.seat_token:
+            email = normalize_email(ask.email)
+        else:
+            email = services.access.admit(
+                ask.email, event_code=ask.event_code, signed_in=ask.signed_in
+            )
+        try:
+            return email, services.allocator.request_vm(email, ask.command, ask.seat_token)
+        except NoVMAvailable:
+            if not (ask.wait and self.runtime.config.waitlist.enabled):
+                raise
+            return email, None
 
     async def _queue(self, email: str, command: str | None, token: str | None) -> None:
         """Join the queue (or, for a ticket already in it, say where it stands): 202."""
