@@ -229,7 +229,7 @@ def run(quick: bool) -> dict[str, Any]:
             "processes: `lablink serve --processes N` (one port, N forked processes, one "
             "database); server CPU sums the parent and its children. With 2 processes the clients' "
             "connections are split evenly between them (pinned by the X-LabLink-Process of a "
-            "health probe: the kernel sent a burst of new connections all to one process). "
+            "health probe, so that the split is exact). "
             "by process: replies answered by process 0/1.",
         ],
     )

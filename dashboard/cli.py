@@ -86,15 +86,13 @@ def serve_forked(config: LablinkConfig, args: argparse.Namespace, count: int) ->
 
     stop_database = prefork.share_private_database(config)
     metrics_dir = prefork.fresh_metrics_dir()
-    sockets = []
     try:
         user, generated = prefork.prepare_database(config)
         host = args.host or config.app.host
-        sockets = prefork.listening_sockets(args.port or config.app.port, host)
-        port = sockets[0].getsockname()[1]
+        port = prefork.checked_port(args.port or config.app.port, host)
         children = prefork.Children(
             lambda index: prefork.fork_child(
-                lambda i: prefork.run_child(config, sockets, host, port, i), index
+                lambda i: prefork.run_child(config, host, port, i), index
             )
         )
         children.start(count)
@@ -109,8 +107,6 @@ def serve_forked(config: LablinkConfig, args: argparse.Namespace, count: int) ->
         print(f"  {count} server processes", flush=True)
         status = children.supervise()
     finally:
-        for sock in sockets:
-            sock.close()
         stop_database()
         prefork.remove_metrics_dir(metrics_dir)
     print(f"LabLink stopped: {count} server processes.", flush=True)

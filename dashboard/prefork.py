@@ -55,9 +55,22 @@ def process_count(value: str | int | None) -> int:
     return count
 
 
+def checked_port(port: int, address: str) -> int:
+    """The port the children will listen on (port 0 resolved), bound once and closed again
+    before the fork, so that a port in use fails here, with its error, not in N children."""
+    sockets = bind_sockets(port, address or None, reuse_port=True)
+    resolved = int(sockets[0].getsockname()[1])
+    for sock in sockets:
+        sock.close()
+    return resolved
+
+
 def listening_sockets(port: int, address: str) -> list[socket.socket]:
-    """Bound before the fork, so every child accepts on the same sockets."""
-    return bind_sockets(port, address or None)
+    """A child's own sockets on the shared port (SO_REUSEPORT, Linux): the kernel spreads
+    new connections over the children by a hash of each connection. One socket accepted on
+    by every child would go to whichever woke first: a burst of connections (a load
+    balancer's few keep-alive ones) all landed on one process."""
+    return bind_sockets(port, address or None, reuse_port=True)
 
 
 @contextmanager
@@ -213,12 +226,11 @@ def prepare_database(config: LablinkConfig) -> tuple[str, str | None]:
         services.close(stop_database=False)
 
 
-def run_child(
-    config: LablinkConfig, sockets: list[socket.socket], host: str, port: int, index: int
-) -> int:
-    """One forked server process, serving until told to stop."""
+def run_child(config: LablinkConfig, host: str, port: int, index: int) -> int:
+    """One forked server process, serving on its own sockets until told to stop."""
     from dashboard.server import create_server, run_server
 
+    sockets = listening_sockets(port, host)
     server, runtime = create_server(
         config, port=port, address=host, sockets=sockets, process_index=index
     )

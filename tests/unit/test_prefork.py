@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 
 import pytest
 
-from dashboard.prefork import Children, fork_child, process_count
+from dashboard.prefork import (
+    Children,
+    checked_port,
+    fork_child,
+    listening_sockets,
+    process_count,
+)
 from lablink_core.errors import InvalidInput
 
 
@@ -72,3 +79,25 @@ def test_a_child_that_keeps_dying_is_restarted_a_bounded_number_of_times() -> No
     assert children.restarts == 10
     assert len(started) == 11
     assert pauses == sorted(pauses) and max(pauses) <= 1.0
+
+
+def test_each_child_listens_on_its_own_socket_of_the_checked_port() -> None:
+    port = checked_port(0, "127.0.0.1")
+    first, second = listening_sockets(port, "127.0.0.1"), listening_sockets(port, "127.0.0.1")
+    try:
+        assert {s.getsockname()[1] for s in [*first, *second]} == {port}
+        assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in first)
+    finally:
+        for sock in [*first, *second]:
+            sock.close()
+
+
+def test_a_port_in_use_fails_before_any_child_is_forked() -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        with pytest.raises(OSError, match="in use"):
+            checked_port(taken.getsockname()[1], "127.0.0.1")
+    finally:
+        taken.close()
