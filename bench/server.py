@@ -38,19 +38,9 @@ PIN_BATCH = 200
 PIN_TRIES = 20  # connections opened per one kept, at most: beyond that the kernel never spreads
 PROCESS_HEADER = "x-lablink-process"  # rawhttp and httpx both give header names lowercased
 
-try:  # psutil when the venv has it (not a dependency of LabLink): /proc scanning otherwise
-    import psutil  # type: ignore[import-untyped]
-except ImportError:  # pragma: no cover - depends on the environment
-    psutil = None
-
 
 def descendants(pid: int) -> list[int]:
     """Every live process below ``pid``: the forked children of `lablink serve --processes`."""
-    if psutil is not None:
-        try:
-            return [child.pid for child in psutil.Process(pid).children(recursive=True)]
-        except psutil.Error:
-            return []
     found, frontier = [], [pid]
     while frontier:
         children = children_of(frontier.pop())
@@ -205,10 +195,10 @@ class ServerProcess:
 class Pinner:
     """Opens connections to one port and keeps those a given process accepted.
 
-    The processes of `lablink serve --processes N` share one listening socket: the kernel
-    gives each new connection to whichever process accepts first, and a keep-alive
-    connection stays there. So each connection is probed with a cheap GET /api/health,
-    kept if its reply's X-LabLink-Process names the wanted process, closed otherwise.
+    Each process of `lablink serve --processes N` listens on its own socket of the port and
+    the kernel picks one per new connection (by a hash of it), where a keep-alive
+    connection then stays. So each connection is probed with a cheap GET /api/health, kept
+    if its reply's X-LabLink-Process names the wanted process, closed otherwise.
     """
 
     port: int

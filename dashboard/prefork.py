@@ -58,7 +58,7 @@ def process_count(value: str | int | None) -> int:
 def checked_port(port: int, address: str) -> int:
     """The port the children will listen on (port 0 resolved), bound once and closed again
     before the fork, so that a port in use fails here, with its error, not in N children."""
-    sockets = bind_sockets(port, address or None, reuse_port=True)
+    sockets = listening_sockets(port, address)
     resolved = int(sockets[0].getsockname()[1])
     for sock in sockets:
         sock.close()

@@ -38,9 +38,9 @@ class PoolReading:
 class Metrics:
     """The events the allocator reports; this base class ignores them all."""
 
-    def assigned(self, kind: str) -> None:
-        """A researcher got a VM: ``new``, ``renewal`` (a fresh CRD command for the same VM)
-        or ``waitlist`` (handed to the head of the queue)."""
+    def assigned(self, kind: str, count: int = 1) -> None:
+        """``count`` researchers got a VM: ``new``, ``renewal`` (a fresh CRD command for the
+        same VM) or ``waitlist`` (handed to the head of the queue)."""
 
     def refused(self, where: str, reason: str) -> None:
         """A request was refused; ``reason`` is the error code the caller was given."""
@@ -130,8 +130,8 @@ class PrometheusMetrics(Metrics):
             registry=registry,
         )
 
-    def assigned(self, kind: str) -> None:
-        self._assigned.labels(kind).inc()
+    def assigned(self, kind: str, count: int = 1) -> None:
+        self._assigned.labels(kind).inc(count)
 
     def refused(self, where: str, reason: str) -> None:
         self._refused.labels(where, reason).inc()

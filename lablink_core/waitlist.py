@@ -225,8 +225,8 @@ class Waitlist:
                 text(_DISPATCH.format(vms=self._vms, waitlist=self._table, free=ASSIGNABLE_WHERE)),
                 {"limit": limit, "pins": pins, "silence": self.silence_seconds},
             ).all()
-        for _ in rows:
-            self._metrics.assigned("waitlist")
+        if rows:
+            self._metrics.assigned("waitlist", len(rows))
         return [(int(row.id), str(row.hostname)) for row in rows]
 
 

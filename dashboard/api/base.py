@@ -16,6 +16,7 @@ from tornado.web import HTTPError, RequestHandler
 from dashboard.client_address import client_address
 from dashboard.runtime import Runtime
 from lablink_core.errors import LablinkError, RateLimited
+from lablink_core.metrics import Metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -115,15 +116,17 @@ class ApiHandler(RequestHandler):
         if isinstance(error, RateLimited):
             self.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
         payload = {"error": {"code": error.code, "message": error.message, "field": error.field}}
-        self.runtime.services.metrics.refused(type(self).__name__, error.code)
+        self._metrics().refused(type(self).__name__, error.code)
         self.write_json(payload, status)
 
     def on_finish(self) -> None:
+        self._metrics().request(type(self).__name__, self.get_status(), self.request.request_time())
+
+    def _metrics(self) -> Metrics:
         try:
-            metrics = self.runtime.services.metrics
+            return self.runtime.services.metrics
         except RuntimeError:  # routes served before the runtime exists count nothing
-            return
-        metrics.request(type(self).__name__, self.get_status(), self.request.request_time())
+            return Metrics()
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, LablinkError) and not self._finished:

@@ -13,7 +13,8 @@ class MetricsHandler(AdminApiHandler):
 
     async def get(self) -> None:
         services = self.runtime.services
-        reading = await self.run_sync(services.pool_reading)
-        body, content_type = await self.run_sync(services.metrics.exposition, reading)
+        body, content_type = await self.run_sync(
+            lambda: services.metrics.exposition(services.pool_reading())
+        )
         self.set_header("Content-Type", content_type)
         self.finish(body)
