@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 
 from dashboard.request_limits import RequestLimits
 from lablink_core.admin import AdminAccount, load_admin_account
+from lablink_core.async_claim import AsyncClaims
+from lablink_core.async_db import AsyncStatements
+from lablink_core.async_tasks import AsyncTasks
 from lablink_core.config import AccessConfig, LablinkConfig
 from lablink_core.errors import LablinkError
 from lablink_core.fleet import Fleet, make_fleet, make_provider
-from lablink_core.listener import NotificationListener
+from lablink_core.listener import NotificationListener, libpq_dsn
 from lablink_core.liveness import vouch_forever, vouch_interval
 from lablink_core.maintenance import Maintenance
 from lablink_core.metrics import PrometheusMetrics
@@ -27,6 +30,8 @@ from lablink_core.waitlist_watch import Dispatcher, TicketWaiters
 from lablink_core.workshop import build_maintenance
 
 log = logging.getLogger(__name__)
+# Loop connections opened at start: enough for the batches a mass wake-up reads at once.
+LOOP_CONNECTIONS_WARM = 4
 
 
 @dataclass
@@ -56,10 +61,15 @@ class Runtime:
     fleet_error: str | None = None
     # How fast one address or one email may ask for VMs (this process's buckets).
     limits: RequestLimits = field(default_factory=lambda: RequestLimits(AccessConfig()))
+    # First claims on the event loop's own connections (None when db.loop_connections = 0).
+    statements: AsyncStatements | None = None
+    claims: AsyncClaims | None = None
 
     async def start(self) -> None:
         """Start listening and the loops of this process; call on the server's event loop."""
         await self.listener.start()
+        if self.statements is not None:
+            await self.statements.warm(LOOP_CONNECTIONS_WARM)
         services = self.services
         interval = vouch_interval(self.config.app.unresponsive_after_seconds)
         self.tasks.append(
@@ -88,6 +98,8 @@ class Runtime:
         self.tasks.clear()
         self.waiters.close()
         await self.listener.stop()
+        if self.statements is not None:
+            self.statements.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.admin_executor.shutdown(wait=False, cancel_futures=True)
 
@@ -130,13 +142,24 @@ def build_runtime(config: LablinkConfig) -> Runtime:
     importlib.import_module("panel.models.tabulator")
     services = open_services(config, metrics=PrometheusMetrics())
     listener = NotificationListener(services.url, config.db.message_channel)
-    waiters = AssignmentWaiters(listener, services.registry.tasks, services.metrics)
     admin = load_admin_account(
         services.engine, services.secrets, config.app.admin_user, config.app.admin_password
     )
     executor = ThreadPoolExecutor(max_workers=config.db.pool_size, thread_name_prefix="lablink-db")
+    statements = None
+    if config.db.loop_connections:
+        statements = AsyncStatements(libpq_dsn(services.url), size=config.db.loop_connections)
+    waiters = AssignmentWaiters(
+        listener,
+        services.registry.tasks,
+        services.metrics,
+        fetch_on_loop=AsyncTasks(services.registry, statements) if statements else None,
+    )
     runtime = Runtime(config, services, listener, waiters, executor, admin)
     runtime.limits = RequestLimits(config.access)
+    if statements is not None:
+        runtime.statements = statements
+        runtime.claims = AsyncClaims(services.allocator, statements)
     return runtime
 
 

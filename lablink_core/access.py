@@ -18,6 +18,7 @@ import csv
 import hmac
 import io
 from dataclasses import dataclass
+from typing import Any
 
 from lablink_core.config import ACCESS_MODES, AccessConfig
 from lablink_core.errors import Forbidden, InvalidInput
@@ -69,17 +70,30 @@ class AccessPolicy:
         self._settings = settings
 
     def rule(self) -> AccessRule:
-        stored = self._settings.all()
+        return self._rule_from(self._settings.all())
+
+    def cached_rule(self) -> AccessRule | None:
+        """The rule in force if it is known without a database read, else None."""
+        stored = self._settings.cached()
+        return None if stored is None else self._rule_from(stored)
+
+    def _rule_from(self, stored: dict[str, Any]) -> AccessRule:
         mode = stored.get("access.mode", self._config.mode)
         code = stored.get("access.event_code", self._config.event_code)
         allowlist = stored.get("access.allowlist", list(self._config.allowlist))
         return AccessRule(str(mode), code or None, tuple(str(e).lower() for e in allowlist))
 
     def admit(
-        self, email: object, *, event_code: object = None, signed_in: str | None = None
+        self,
+        email: object,
+        *,
+        event_code: object = None,
+        signed_in: str | None = None,
+        rule: AccessRule | None = None,
     ) -> str:
-        """The email a request for a VM may use, or Forbidden saying why not."""
-        rule = self.rule()
+        """The email a request for a VM may use, or Forbidden saying why not (by ``rule``,
+        else the rule in force)."""
+        rule = rule or self.rule()
         if rule.mode == "signin":
             if signed_in is None:
                 raise Forbidden("Sign in first: this workshop gives VMs to signed-in people.")

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, text
 from sqlalchemy.exc import IntegrityError
 
+from lablink_core.claim import NO_VM_MESSAGE, SEAT_TAKEN_MESSAGE, ClaimStatement, PreparedClaim
 from lablink_core.crd import CrdCommand, parse_crd_command
 from lablink_core.credentials import VMCredentials
 from lablink_core.db import reconnecting, single_statement
@@ -43,34 +44,8 @@ from lablink_core.vm_actions import ActionLog
 
 __all__ = ["ADMIN_RELEASE", "RESEARCHER_RELEASE", "Allocator", "Assignment", "hash_token"]
 
-NO_VM_MESSAGE = "No VM is free right now. Join the queue, or try again in a minute."
 RESEARCHER_RELEASE = "released by the researcher"
 ADMIN_RELEASE = "released by an admin"
-SEAT_TAKEN_MESSAGE = (
-    "{email} already holds a VM. Open the page from the browser you used before, "
-    "or ask an admin to release it."
-)
-
-
-# The claim: pick, lock and assign the best free VM in one statement. VMs waiting on a long
-# poll now come first, then the most recently heard. Nobody jumps the queue: while
-# researchers wait, VMs go to them (the waitlist).
-_CLAIM = """
-UPDATE {table} SET
-    status = 'assigned', user_email = :email, crd_code = :code,
-    crd_redirect_url = :url, pin = :pin, seat_token_hash = :token_hash,
-    generation = generation + 1, assigned_at = now(), in_use = false,
-    last_activity_at = NULL, extended_until = NULL, extensions_used = 0,
-    status_reason = NULL
-WHERE hostname = (
-    SELECT hostname FROM {table}
-    WHERE {free} AND last_heard_at > now() - make_interval(secs => :silence)
-    ORDER BY waiting DESC, last_heard_at DESC
-    FOR UPDATE SKIP LOCKED
-    LIMIT 1)
-AND NOT EXISTS (SELECT 1 FROM {table}_waitlist WHERE state = 'waiting')
-RETURNING hostname, generation
-"""
 
 
 class Allocator:
@@ -93,14 +68,17 @@ class Allocator:
         self._metrics = metrics or Metrics()
         self._actions = actions
         self._table = checked_identifier(table_name)
-        # Built once: a text() construct parses its parameters, a cost on every claim.
-        self._claim_statement = text(_CLAIM.format(table=self._table, free=ASSIGNABLE_WHERE))
+        self.claims = ClaimStatement(table_name)
         self._reuse = release_policy == "reuse"
         # Without credentials (some tests), a released VM cannot be rotated, so it is recycled.
         self._credentials = credentials
         self.silence_seconds = silence_seconds
         self._new_pin = pin_factory
         self._new_token = token_factory
+
+    @property
+    def metrics(self) -> Metrics:
+        return self._metrics
 
     @reconnecting
     def request_vm(
@@ -131,22 +109,22 @@ class Allocator:
             raise SeatTaken(SEAT_TAKEN_MESSAGE.format(email=address), field="email")
         raise NoVMAvailable(NO_VM_MESSAGE)
 
+    def prepare_claim(self, email: str, crd: CrdCommand) -> PreparedClaim:
+        """A claim's parameters, with a new PIN and seat token."""
+        return self.claims.prepare(
+            email,
+            crd,
+            pin=self._new_pin(),
+            seat_token=self._new_token(),
+            silence_seconds=self.silence_seconds,
+        )
+
     def _claim(self, email: str, crd: CrdCommand) -> Assignment | None:
-        token, pin = self._new_token(), self._new_pin()
-        params: dict[str, object] = {
-            "email": email,
-            "code": crd.code,
-            "url": crd.redirect_url,
-            "pin": pin,
-            "token_hash": hash_token(token),
-            "silence": self.silence_seconds,
-        }
+        claim = self.prepare_claim(email, crd)
         # One statement picks, locks and assigns the VM: atomic without a transaction block.
         with single_statement(self._engine) as connection:
-            row = connection.execute(self._claim_statement, params).first()
-        if row is None:
-            return None
-        return Assignment(row.hostname, email, pin, token, row.generation, crd)
+            row = connection.execute(self.claims.statement, claim.params).first()
+        return None if row is None else claim.assignment(row.hostname, row.generation)
 
     def _renew(self, email: str, crd: CrdCommand, seat_token: str) -> Assignment | None:
         """Deliver a fresh CRD command to the VM this seat holds. None if it holds none."""

@@ -41,6 +41,15 @@ class SettingsStore:
             self._cache = (self._clock(), values)
         return values
 
+    def cached(self) -> dict[str, Any] | None:
+        """The settings if the cache is fresh, else None: never a database read, so an
+        event loop may call it."""
+        with self._lock:
+            cached = self._cache
+        if cached is not None and self._clock() - cached[0] < self._ttl:
+            return cached[1]
+        return None
+
     def get(self, name: str, default: Any = None) -> Any:
         return self.all().get(name, default)
 

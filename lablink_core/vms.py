@@ -35,20 +35,17 @@ _LIST_COLUMNS = (
 )
 
 
-def _task(row: Row[Any]) -> VMTask:
+def task_from_values(values: Sequence[Any]) -> VMTask:
+    """A VMTask from a row of ``_TASK_COLUMNS``, in that order (a plain psycopg2 tuple too)."""
+    hostname, generation, email, code, redirect_url, pin, hashed, salt, previous, kind = values
     crd = None
-    if row.user_email is not None and row.crd_code is not None:
-        crd = CrdCommand(code=row.crd_code, redirect_url=row.crd_redirect_url)
-    return VMTask(
-        row.hostname,
-        row.generation,
-        crd,
-        row.pin if crd else None,
-        row.credential_hash,
-        row.credential_salt,
-        row.client_kind,
-        row.previous_credential_hash,
-    )
+    if email is not None and code is not None:
+        crd = CrdCommand(code=code, redirect_url=redirect_url)
+    return VMTask(hostname, generation, crd, pin if crd else None, hashed, salt, kind, previous)
+
+
+def _task(row: Row[Any]) -> VMTask:
+    return task_from_values(tuple(row))
 
 
 _REPORT = """
@@ -87,6 +84,9 @@ class VMRegistry:
         self._engine = engine
         self._table = checked_identifier(table_name)
         self.busy_percent = busy_percent
+        self.tasks_statement = text(
+            f"SELECT {_TASK_COLUMNS} FROM {self._table} WHERE hostname = ANY(:names)"
+        )
 
     @property
     def table_name(self) -> str:
@@ -124,10 +124,7 @@ class VMRegistry:
         if not hostnames:
             return {}
         with single_statement(self._engine) as connection:
-            rows = connection.execute(
-                text(f"SELECT {_TASK_COLUMNS} FROM {self._table} WHERE hostname = ANY(:names)"),
-                {"names": list(hostnames)},
-            ).all()
+            rows = connection.execute(self.tasks_statement, {"names": list(hostnames)}).all()
         return {row.hostname: _task(row) for row in rows}
 
     @reconnecting

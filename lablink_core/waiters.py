@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -29,16 +29,25 @@ class Waiter:
 
     hostname: str
     after_generation: int
-    future: asyncio.Future[VMTask] = field(repr=False)
+    future: asyncio.Future[VMTask | None] = field(repr=False)
     # Whether this process vouches for the VM while it waits (see AssignmentWaiters.vouched).
     vouch: bool = True
 
     async def wait(self, timeout: float) -> VMTask | None:
-        """The new task, or None when ``timeout`` seconds pass first."""
+        """The new task, or None when ``timeout`` seconds pass first. Cancelling
+        :attr:`future` (the VM hung up) raises CancelledError here.
+
+        The future is awaited as it is, with a timer beside it: no task or shield per
+        waiting VM, so a thousand woken at once are answered with less work each."""
+        timer = asyncio.get_running_loop().call_later(timeout, self._expire)
         try:
-            return await asyncio.wait_for(asyncio.shield(self.future), timeout)
-        except TimeoutError:
-            return None
+            return await self.future
+        finally:
+            timer.cancel()
+
+    def _expire(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
 
     def offer(self, task: VMTask) -> bool:
         """Hand ``task`` over if it is news: newer, or the VM's credential died."""
@@ -56,8 +65,12 @@ class AssignmentWaiters:
         listener: NotificationListener,
         fetch_tasks: Callable[[Sequence[str]], dict[str, VMTask]],
         metrics: Metrics | None = None,
+        *,
+        fetch_on_loop: Callable[[Sequence[str]], Awaitable[dict[str, VMTask]]] | None = None,
     ) -> None:
+        # fetch_tasks runs on a thread; fetch_on_loop, when given, on the event loop itself.
         self._fetch_tasks = fetch_tasks
+        self._fetch_on_loop = fetch_on_loop
         self._metrics = metrics or Metrics()
         self._waiters: dict[str, set[Waiter]] = {}
         self._waking: set[asyncio.Task[None]] = set()
@@ -127,6 +140,8 @@ class AssignmentWaiters:
         delay = 0.05
         for attempt in range(self.fetch_attempts):
             try:
+                if self._fetch_on_loop is not None:
+                    return await self._fetch_on_loop(hostnames)
                 return await asyncio.to_thread(self._fetch_tasks, hostnames)
             except Exception:
                 if attempt == self.fetch_attempts - 1:

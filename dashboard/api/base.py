@@ -32,6 +32,7 @@ STATUS_BY_CODE = {
     "no_vm_available": 503,
     "rate_limited": 429,
     "waitlist_full": 503,
+    "database_unavailable": 503,
 }
 
 

@@ -59,7 +59,7 @@ class VMStartupHandler(MachineHandler):
     connection per VM. The waiter subscribes before the current state is read.
     """
 
-    _wait: asyncio.Future[VMTask | None] | None = None
+    _wait: asyncio.Future[VMTask | None] | None = None  # the waiter's own future
     _hostname: str | None = None
 
     async def post(self) -> None:
@@ -104,9 +104,9 @@ class VMStartupHandler(MachineHandler):
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
                     return None
-                self._wait = asyncio.ensure_future(waiter.wait(remaining))
+                self._wait = waiter.future
                 try:
-                    woken = await self._wait
+                    woken = await waiter.wait(remaining)
                 except asyncio.CancelledError:
                     return None  # the VM hung up; leaving the block drops its waiter
             if woken is None:

@@ -66,7 +66,9 @@ class RequestVMHandler(ApiHandler):
             self.get_query_argument("wait", "")
         )
         ask = _Ask(given, command, token, fields.get("event_code"), signed_in, wait)
-        email, assignment = await self.run_sync(self._admit_and_assign, ask)
+        email, assignment = await self._on_the_loop(ask) or await self.run_sync(
+            self._admit_and_assign, ask
+        )
         if assignment is None:
             await self._queue(email, command, token)
             return
@@ -84,6 +86,23 @@ class RequestVMHandler(ApiHandler):
         self._remember_seat(assignment.seat_token)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(_assignment_html(assignment))
+
+    async def _on_the_loop(self, ask: _Ask) -> tuple[str, Assignment | None] | None:
+        """The common case (a first claim, the access rule known without a read) on the
+        event loop's own connections; None when it needs the request pool instead."""
+        runtime = self.runtime
+        rule = runtime.services.access.cached_rule()
+        if runtime.claims is None or ask.seat_token or rule is None:
+            return None
+        email = runtime.services.access.admit(
+            ask.email, event_code=ask.event_code, signed_in=ask.signed_in, rule=rule
+        )
+        try:
+            return email, await runtime.claims.request_vm(email, ask.command)
+        except NoVMAvailable:
+            if not (ask.wait and runtime.config.waitlist.enabled):
+                raise
+            return email, None
 
     def _admit_and_assign(self, ask: _Ask) -> tuple[str, Assignment | None]:
         """On the request pool, both steps in one trip (the hop costs more than the check):

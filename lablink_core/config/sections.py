@@ -47,6 +47,13 @@ class DatabaseConfig(Section):
     pool_size = param.Integer(
         default=10, bounds=(1, 200), doc="Connections kept open per process for requests."
     )
+    loop_connections = param.Integer(
+        default=8,
+        bounds=(0, 200),
+        doc="Connections per process on which its event loop runs the hottest single "
+        "statements itself (a researcher's first claim), with no thread hop; opened on demand. "
+        "0 runs them on the request pool's threads instead.",
+    )
 
 
 class MachineConfig(Section):
