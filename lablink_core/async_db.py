@@ -184,8 +184,8 @@ class AsyncStatements:
         cursor = connection.cursor()
         try:
             cursor.execute(sql, params)
+            self.statements += 1  # sent, whatever their outcome
             await _settled(connection)
-            self.statements += 1
             return list(cursor.fetchall()) if cursor.description is not None else []
         finally:
             cursor.close()

@@ -173,5 +173,7 @@ class ServerInfoHandler(AdminApiHandler):
                 "listener_connected": runtime.listener.connected,
                 "listener_reconnects": runtime.listener.reconnects,
                 "database_backends": await self.run_sync(backends),
+                # Statements run on the event loop's own connections (0 with that path off).
+                "loop_statements": runtime.statements.statements if runtime.statements else 0,
             }
         )

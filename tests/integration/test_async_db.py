@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import httpx
 import psycopg2.errors
 import pytest
 from sqlalchemy import Engine, text
@@ -18,6 +19,7 @@ from lablink_core.errors import InvalidInput, NoVMAvailable, SeatTaken
 from lablink_core.listener import libpq_dsn
 from lablink_core.localdb import free_port
 from lablink_core.vms import VMRegistry
+from tests.fixtures.server import RunningServer
 from tests.integration.test_allocation import crd
 
 APP_NAME = "lablink-loop-test"
@@ -181,3 +183,31 @@ def test_woken_vms_tasks_read_on_the_loop_match_the_thread_path(
         return found
 
     assert asyncio.run(scenario()) == registry.tasks(names)
+
+
+@pytest.mark.parametrize("loop_connections", ["8", "0"])
+def test_request_vm_assigns_on_either_path(
+    database_url: str, free_vms: Callable[..., list[str]], loop_connections: str
+) -> None:
+    """The default claims on the event loop; ``db.loop_connections: 0`` on the request pool.
+    A renewal (the seat token) takes the pool's transaction on both."""
+    free_vms(2)
+    server = RunningServer(
+        database_url, extra_env={"LABLINK_DB_LOOP_CONNECTIONS": loop_connections}
+    ).start()
+    try:
+        asked = {"email": "ada@example.org", "crd_command": crd("4/first")}
+        first = httpx.post(f"{server.url}/request_vm", json=asked, timeout=30)
+        assert first.status_code == 200, first.text
+        seat = first.json()
+        again = httpx.post(f"{server.url}/request_vm", json=asked, timeout=30)
+        assert again.status_code == 409  # no seat token: the email already holds a VM
+        renewal = {**asked, "crd_command": crd("4/second"), "seat_token": seat["seat_token"]}
+        renewed = httpx.post(f"{server.url}/request_vm", json=renewal, timeout=30)
+        assert renewed.status_code == 200 and renewed.json()["renewed"] is True
+        assert renewed.json()["hostname"] == seat["hostname"]
+        on_loop = int(str(server.info()["loop_statements"]))
+        # The first request reads the access rule, so it takes the pool; the 409 is the loop's.
+        assert (on_loop >= 1) if loop_connections != "0" else (on_loop == 0)
+    finally:
+        server.stop()
