@@ -6,6 +6,7 @@ then the database is audited for double assignments. Run alone: `python bench/al
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sys
 import threading
@@ -23,13 +24,17 @@ from bench.report import result, table_markdown, target
 from bench.stats import latency_ms, rate
 from bench.vmtable import audit, crd_command, email, reset_free_vms
 from lablink_core.allocation import Allocator
+from lablink_core.async_claim import AsyncClaims
+from lablink_core.async_db import AsyncStatements
 from lablink_core.db import make_engine
 from lablink_core.errors import NoVMAvailable
+from lablink_core.listener import libpq_dsn
 
 NAME = "allocation"
 LEVELS = (1, 10, 50)
 TIME_LIMIT = 120.0
 COLUMNS = [
+    ("path", "path"),
     ("workers", "workers"),
     ("claims", "claims"),
     ("claims_per_s", "claims/s"),
@@ -118,6 +123,7 @@ def measure(server: DatabaseServer, url: str, workers: int, vms: int) -> dict[st
     refused = sum(log.refused for log in logs)
     failures = [message for log in logs for message in log.errors]
     return {
+        "path": "threads",
         "workers": workers,
         "claims": len(told),
         "claims_per_s": rate(len(told), elapsed),
@@ -132,10 +138,74 @@ def measure(server: DatabaseServer, url: str, workers: int, vms: int) -> dict[st
     }
 
 
+async def _claim_all_on_a_loop(
+    claims: AsyncClaims, workers: int, total: int
+) -> tuple[WorkerLog, float]:
+    tickets, log = itertools.count(), WorkerLog()
+
+    async def worker() -> None:
+        for index in tickets:
+            if index >= total:
+                return
+            address, began = email(index), time.perf_counter()
+            try:
+                assignment = await claims.request_vm(address, crd_command(index))
+            except NoVMAvailable:
+                log.refused += 1
+                continue
+            except Exception as error:
+                log.errors.append(f"{type(error).__name__}: {error}")
+                continue
+            log.latencies.append(time.perf_counter() - began)
+            log.told.append((address, assignment.hostname))
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return log, time.perf_counter() - began
+
+
+def measure_on_a_loop(server: DatabaseServer, url: str, workers: int, vms: int) -> dict[str, Any]:
+    """One row of the server's own path: ``workers`` coroutines claim through AsyncClaims on
+    one event loop, on as many asynchronous connections."""
+    engine = make_engine(url, pool_size=1)
+    statements = AsyncStatements(libpq_dsn(url), size=workers)
+    claims = AsyncClaims(Allocator(engine, TABLE), statements)
+
+    async def timed() -> tuple[WorkerLog, float, dict[str, float]]:
+        await statements.warm(workers)  # open the connections before timing
+        meter = standard_meter(postmaster_pid=server.postmaster_pid())
+        meter.start()
+        log, elapsed = await _claim_all_on_a_loop(claims, workers, vms)
+        cpu = meter.stop()
+        statements.close()
+        return log, elapsed, cpu
+
+    try:
+        reset_free_vms(engine, vms)
+        log, elapsed, cpu = asyncio.run(timed())
+        checked = audit(engine, log.told)
+    finally:
+        engine.dispose()
+    return {
+        "path": "event loop",
+        "workers": workers,
+        "claims": len(log.told),
+        "claims_per_s": rate(len(log.told), elapsed),
+        **latency_ms(log.latencies),
+        "refused": log.refused,
+        "errors": vms - len(log.told),
+        "doubles": checked.doubles,
+        **cpu,
+        "audit": checked.as_dict(),
+        "error_samples": log.errors[:5],
+    }
+
+
 def run(quick: bool) -> dict[str, Any]:
     vms = 200 if quick else 2000
     with database_server() as server, scratch_database(server) as url:
         rows = [measure(server, url, workers, vms) for workers in LEVELS]
+        rows += [measure_on_a_loop(server, url, workers, vms) for workers in LEVELS]
     at_ten = next(row["claims_per_s"] for row in rows if row["workers"] == 10)
     return result(
         NAME,
@@ -150,6 +220,10 @@ def run(quick: bool) -> dict[str, Any]:
             "server makes it, pool = workers, no pre-ping); each claim is one UPDATE ... SKIP "
             "LOCKED in autocommit: one round trip.",
             "bench CPU is this Python process (the allocator's own code included).",
+            "path 'threads': Allocator.request_vm from threads, the in-process claim the "
+            "request_vm ratio targets are measured against. 'event loop': the server's own "
+            "path for a first claim (AsyncClaims on psycopg2's asynchronous connections, "
+            "one coroutine per worker, no thread).",
         ],
     )
 

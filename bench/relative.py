@@ -22,7 +22,10 @@ def relative_targets(outcomes: dict[str, dict[str, Any]]) -> list[dict[str, Any]
     """The ratio targets, when both `allocation` and `request_vm` ran."""
     if "allocation" not in outcomes or "request_vm" not in outcomes:
         return []
-    claims = outcomes["allocation"]["rows"]
+    # The issue's yardstick: Allocator.request_vm from threads (older results have no path).
+    claims = [
+        row for row in outcomes["allocation"]["rows"] if row.get("path", "threads") == "threads"
+    ]
     requests = outcomes["request_vm"]["rows"]
     single = [row for row in requests if row.get("processes", 1) == 1]
     claim_ten = _rate(claims, "workers", 10, "claims_per_s")
