@@ -126,18 +126,40 @@ def assert_metrics_sum_both_processes(server: RunningServer, before: Samples) ->
 
 
 def test_a_process_that_dies_is_started_again(two_processes: RunningServer) -> None:
+    """VMs wait on both processes when one is killed: the supervisor starts it again, the
+    VMs that waited on it poll again, and /metrics counts each VM once (the dead process's
+    share of the waiting gauge is dropped, its counters are kept)."""
+    # The previous test's VMs hung up as it ended: a process may still be letting them go.
+    wait_until(lambda: total_waiting(two_processes) == 0, timeout=30, message="none waiting")
     assigned = value(metrics_of_each(two_processes)["0"], "lablink_assignments_total", kind="new")
-    before = per_process(two_processes)
-    os.kill(int(str(before["1"]["pid"])), signal.SIGKILL)
+    names = [f"vm-kill-{i:02d}" for i in range(20)]
+    fleet = SimulatedFleet(two_processes.url, {n: two_processes.credential(n) for n in names})
+    fleet.start()
+    try:
+        wait_until(lambda: total_waiting(two_processes) == 20, timeout=60, message="20 waiting")
+        before = per_process(two_processes)
+        assert int(str(before["1"]["waiting_vms"])) > 0, "no VM waits on the process to kill"
+        os.kill(int(str(before["1"]["pid"])), signal.SIGKILL)
 
-    def replaced() -> bool:
-        now = per_process(two_processes)
-        return now["1"]["pid"] != before["1"]["pid"] and now["0"]["pid"] == before["0"]["pid"]
+        def replaced() -> bool:
+            now = per_process(two_processes)
+            return now["1"]["pid"] != before["1"]["pid"] and now["0"]["pid"] == before["0"]["pid"]
 
-    wait_until(replaced, timeout=60, message="process 1 started again")
-    assert two_processes.process is not None and two_processes.process.poll() is None
-    # The dead process's counts stay in the sums; its waiting VMs do not (the previous
-    # test's VMs hung up as it ended: a process may still be letting go of their polls).
+        wait_until(replaced, timeout=60, message="process 1 started again")
+        assert two_processes.process is not None and two_processes.process.poll() is None
+        wait_until(
+            lambda: (
+                total_waiting(two_processes) == 20
+                and all(
+                    value(samples, "lablink_waiting_vms") == 20
+                    for samples in metrics_of_each(two_processes).values()
+                )
+            ),
+            timeout=30,
+            message="each of the 20 VMs counted once as waiting",
+        )
+    finally:
+        fleet.stop()
     for samples in metrics_of_each(two_processes).values():
         assert value(samples, "lablink_assignments_total", kind="new") == assigned
     wait_until(
@@ -146,5 +168,5 @@ def test_a_process_that_dies_is_started_again(two_processes: RunningServer) -> N
             for samples in metrics_of_each(two_processes).values()
         ),
         timeout=30,
-        message="no VM counted as waiting",
+        message="no VM counted as waiting once they hung up",
     )
