@@ -124,8 +124,10 @@ class AsyncStatements:
         try:
             yield connection
             healthy = True
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            raise  # the connection itself failed: never reused
         except psycopg2.DatabaseError:
-            # An error of the statement leaves the connection usable; a broken one is closed.
+            # An error of the statement (a unique violation, say) leaves it usable.
             healthy = not connection.closed
             raise
         finally:
