@@ -100,9 +100,13 @@ class RequestVMHandler(ApiHandler):
         try:
             return email, await runtime.claims.request_vm(email, ask.command)
         except NoVMAvailable:
-            if not (ask.wait and runtime.config.waitlist.enabled):
+            if not self._will_queue(ask):
                 raise
             return email, None
+
+    def _will_queue(self, ask: _Ask) -> bool:
+        """Whether a request that found no free VM joins the queue instead of a 503."""
+        return ask.wait and self.runtime.config.waitlist.enabled
 
     def _admit_and_assign(self, ask: _Ask) -> tuple[str, Assignment | None]:
         """On the request pool, both steps in one trip (the hop costs more than the check):
@@ -118,7 +122,7 @@ class RequestVMHandler(ApiHandler):
         try:
             return email, services.allocator.request_vm(email, ask.command, ask.seat_token)
         except NoVMAvailable:
-            if not (ask.wait and self.runtime.config.waitlist.enabled):
+            if not self._will_queue(ask):
                 raise
             return email, None
 
