@@ -77,6 +77,20 @@ class FleetSetup:
             return {str(row.hostname): int(row.pid) for row in rows}
 
 
+@pytest.fixture(scope="module")
+def allocator_server(postgres_server_url: str, template_database: str) -> Iterator[RunningServer]:
+    """The module's server, with its healer off: these tests run fleets of their own on its
+    database, and the server's healer would otherwise replace their VMs (which its own local
+    provider does not have) and take the fleet lock in the middle of a test."""
+    server = RunningServer(
+        make_server_database(postgres_server_url, template_database),
+        extra_env={"LABLINK_HEALTH_ENABLED": "false"},
+    ).start()
+    yield server
+    if server.process and server.process.poll() is None:
+        server.stop()
+
+
 @pytest.fixture
 def setup(api: RunningServer, tmp_path: Path) -> Iterator[FleetSetup]:
     engine = make_engine(api.database_url, pool_size=5)
