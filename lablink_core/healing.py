@@ -101,6 +101,9 @@ class HealingFleet(Protocol):
 
     def present(self) -> set[str] | None: ...
 
+    @property
+    def provider_name(self) -> str: ...
+
 
 class Healer:
     """One pass over a VM table's fleet VMs: decide, act, record."""
@@ -141,9 +144,17 @@ class Healer:
                     "provider, created_at, last_heard_at, healing, healing_since, heal_attempts "
                     f"FROM {self._table} WHERE provider = ANY(:providers) ORDER BY hostname"
                 ),
-                {"providers": list(HEALED_PROVIDERS)},
+                {"providers": self._providers()},
             ).mappings()
             return [dict(row) for row in rows]
+
+    def _providers(self) -> list[str]:
+        # A fleet heals only its own provider's VMs: another provider's rows (left from an
+        # earlier configuration, or enrolled by hand as "aws") are not machines it can see,
+        # and "its machine is gone" would be wrong about each of them on every pass.
+        if self._fleet is None:
+            return list(HEALED_PROVIDERS)
+        return [name for name in HEALED_PROVIDERS if name == self._fleet.provider_name]
 
     def _carry_out(self, vm: Mapping[str, Any], decision: HealDecision) -> bool:
         name, email = decision.hostname, vm.get("user_email")

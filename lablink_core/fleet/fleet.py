@@ -197,6 +197,11 @@ class Fleet:
         plan = lambda: self._plans.heal(name, action, reason)  # noqa: E731
         return self._run("heal", None, plan, on_progress, reason=reason, actor=actor)
 
+    @property
+    def provider_name(self) -> str:
+        """The provider's name, as the VM rows it launches record it ("local", "aws")."""
+        return str(self.provider.name)
+
     def present(self) -> set[str] | None:
         """The VMs whose machine exists, where the provider can tell cheaply (local
         processes); None otherwise (asking Terraform's state each pass costs too much)."""

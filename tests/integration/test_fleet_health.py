@@ -10,7 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
+from lablink_core.vms import VMRegistry
 from tests.fixtures.server import RunningServer, make_server_database
 from tests.integration.test_allocation import crd
 from tests.support.local_fleet import fleet_operation, live_pid, signal_vm, starts, vms
@@ -79,6 +81,10 @@ def test_a_frozen_vm_leaves_the_pool_and_comes_back(fleet: RunningServer) -> Non
 
 def test_a_killed_vm_is_healed_and_the_log_says_why(fleet: RunningServer) -> None:
     victim = sorted(vms(fleet))[0]
+    # A row of another provider (an "aws" VM left from an earlier configuration): this
+    # local fleet cannot see its machine, so it must not call it gone and heal it.
+    engine = create_engine(fleet.database_url)
+    VMRegistry(engine, "vms").add_booting(["vm-elsewhere"], provider="aws")
     killed = signal_vm(fleet, victim, signal.SIGKILL)
     wait_until(
         lambda: (pid := live_pid(fleet, victim)) is not None and pid != killed,
@@ -94,6 +100,13 @@ def test_a_killed_vm_is_healed_and_the_log_says_why(fleet: RunningServer) -> Non
     assert listed["last_action"]["reason"] == "its machine is gone"
     wait_until(lambda: vms(fleet)[victim]["status"] == "available", timeout=30)
     assert request(fleet, "c@example.org").status_code == 200
+    elsewhere = httpx.get(
+        f"{fleet.url}/api/vms/vm-elsewhere/actions", auth=fleet.admin_auth(), timeout=10
+    ).json()["actions"]
+    assert elsewhere == [] and vms(fleet)["vm-elsewhere"]["status"] == "booting"
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM vms WHERE hostname = 'vm-elsewhere'"))
+    engine.dispose()
 
 
 def test_a_restart_resumes_local_vms_and_hands_out_no_ghost(
