@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import psycopg2
 from sqlalchemy import Engine, text
@@ -15,7 +15,7 @@ from lablink_core.config import DatabaseConfig
 from lablink_core.credentials import SecretStore, VMCredentials, token_hash
 from lablink_core.db import ensure_database, make_engine, upgrade
 from lablink_core.enrolment import VMEnrolment
-from lablink_core.listener import NotificationListener, _connect, libpq_dsn
+from lablink_core.listener import Notification, NotificationListener, _connect, libpq_dsn
 from lablink_core.localdb import LocalPostgres
 from lablink_core.vms import VMRegistry, VMTask
 from lablink_core.waiters import AssignmentWaiters
@@ -95,6 +95,61 @@ def test_two_hundred_waiters_each_woken_exactly_once(
     assert all(r is not None and r.assigned for r in results)
     assert sorted(r.hostname for r in results if r) == names
     assert wakeups == 200
+
+
+class AssignmentCounter:
+    """A second subscriber of the listener: counts the assignments it has heard of."""
+
+    def __init__(self) -> None:
+        self.heard = 0
+
+    def on_notifications(self, notifications: list[Notification]) -> None:
+        self.heard += sum(n.what == "assigned" for n in notifications)
+
+    def on_resync(self) -> None:
+        pass
+
+
+def test_wake_ups_heard_during_a_fetch_share_the_next_fetch(
+    database_url: str,
+    registry: VMRegistry,
+    enrolment: VMEnrolment,
+    allocator: Allocator,
+    db_config: DatabaseConfig,
+) -> None:
+    """One fetch at a time: 39 assignments committed one by one while the first VM's task is
+    being read are read afterwards in one query, not one each (nor one per socket read)."""
+    names = [f"vm-{i:02d}" for i in range(40)]
+    fetched: list[list[str]] = []
+
+    async def scenario() -> tuple[list[VMTask | None], str]:
+        listener = NotificationListener(database_url, db_config.message_channel)
+        await listener.start()
+        counter, gate = AssignmentCounter(), asyncio.Event()
+        listener.subscribe(counter)
+
+        async def slow_fetch(hostnames: Sequence[str]) -> dict[str, VMTask]:
+            fetched.append(list(hostnames))
+            await gate.wait()
+            return await asyncio.to_thread(registry.tasks, hostnames)
+
+        waiters = AssignmentWaiters(listener, registry.tasks, fetch_on_loop=slow_fetch)
+        pending = [asyncio.create_task(_wait_for(waiters, registry, enrolment, n)) for n in names]
+        await async_wait_until(lambda: waiters.count == 40, message="40 waiters")
+        seat = await asyncio.to_thread(allocator.request_vm, "first@example.org", crd())
+        await async_wait_until(lambda: len(fetched) == 1, message="the first fetch")
+        for index in range(1, 40):
+            await asyncio.to_thread(allocator.request_vm, f"u{index}@example.org", crd())
+        await async_wait_until(lambda: counter.heard == 40, message="40 assignments heard")
+        gate.set()
+        results = await asyncio.gather(*pending)
+        waiters.close()
+        await listener.stop()
+        return results, seat.hostname
+
+    results, first = run_async(scenario())
+    assert all(r is not None and r.assigned for r in results)
+    assert fetched == [[first], sorted(set(names) - {first})]
 
 
 def test_waiter_whose_vm_was_already_assigned_returns_at_once(
