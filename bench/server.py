@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
 from bench.procstat import (
@@ -139,6 +140,27 @@ class ServerProcess:
                 return held
             time.sleep(0.05)
         return held
+
+    def waiting_total(self) -> int:
+        """VMs held by all the server's processes: one process's /api/server, or the summed
+        ``lablink_waiting_vms`` of /metrics (any process answers it for all of them)."""
+        if self.processes == 1:
+            return int(self.info()["waiting_vms"])
+        reply = httpx.get(
+            f"{self.url}/metrics",
+            auth=(ADMIN_USER, ADMIN_PASSWORD),
+            headers={"Connection": "close"},
+            timeout=30,
+        )
+        reply.raise_for_status()
+        return int(
+            sum(
+                sample.value
+                for family in text_string_to_metric_families(reply.text)
+                for sample in family.samples
+                if sample.name == "lablink_waiting_vms"
+            )
+        )
 
     def pids(self) -> list[int]:
         """The server's process and, with ``processes`` > 1, the children it forked."""

