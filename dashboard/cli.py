@@ -83,6 +83,7 @@ def print_banner(
 def serve_forked(config: LablinkConfig, args: argparse.Namespace, count: int) -> int:
     """The parent of ``--processes N``: shared preparation, N children, their supervision."""
     from dashboard import prefork
+    from lablink_core.shared_buckets import SharedBuckets
 
     stop_database = prefork.share_private_database(config)
     metrics_dir = prefork.fresh_metrics_dir()
@@ -90,9 +91,11 @@ def serve_forked(config: LablinkConfig, args: argparse.Namespace, count: int) ->
         user, generated = prefork.prepare_database(config)
         host = args.host or config.app.host
         port = prefork.checked_port(args.port or config.app.port, host)
+        # Made before the fork, so that every child takes from the same buckets.
+        buckets = SharedBuckets()
         children = prefork.Children(
             lambda index: prefork.fork_child(
-                lambda i: prefork.run_child(config, host, port, i), index
+                lambda i: prefork.run_child(config, host, port, i, buckets), index
             )
         )
         children.start(count)

@@ -32,6 +32,7 @@ from tornado.web import Application, OutputTransform
 from lablink_core.config import LablinkConfig
 from lablink_core.errors import InvalidInput
 from lablink_core.metrics import MULTIPROCESS_DIR_ENV, forget_process
+from lablink_core.shared_buckets import SharedBuckets
 
 log = logging.getLogger(__name__)
 
@@ -226,13 +227,16 @@ def prepare_database(config: LablinkConfig) -> tuple[str, str | None]:
         services.close(stop_database=False)
 
 
-def run_child(config: LablinkConfig, host: str, port: int, index: int) -> int:
-    """One forked server process, serving on its own sockets until told to stop."""
+def run_child(
+    config: LablinkConfig, host: str, port: int, index: int, buckets: SharedBuckets
+) -> int:
+    """One forked server process, serving on its own sockets until told to stop; its rate
+    limits take from ``buckets``, which all the processes share."""
     from dashboard.server import create_server, run_server
 
     sockets = listening_sockets(port, host)
     server, runtime = create_server(
-        config, port=port, address=host, sockets=sockets, process_index=index
+        config, port=port, address=host, sockets=sockets, process_index=index, buckets=buckets
     )
     log.info("process %d (pid %d) serving", index, os.getpid())
     log.info("process %d: %s", index, run_server(server, runtime))

@@ -25,6 +25,7 @@ from lablink_core.liveness import vouch_forever, vouch_interval
 from lablink_core.maintenance import Maintenance
 from lablink_core.metrics import PrometheusMetrics
 from lablink_core.services import Services, data_dir, open_services
+from lablink_core.shared_buckets import SharedBuckets
 from lablink_core.waiters import AssignmentWaiters
 from lablink_core.waitlist_watch import Dispatcher, TicketWaiters
 from lablink_core.workshop import build_maintenance
@@ -135,7 +136,7 @@ class Runtime:
         self.services.close()
 
 
-def build_runtime(config: LablinkConfig) -> Runtime:
+def build_runtime(config: LablinkConfig, buckets: SharedBuckets | None = None) -> Runtime:
     """Open the database (starting a private one if needed) and wire the process together."""
     # Sessions opening at the same moment raced on Panel's lazy import of the Tabulator
     # model ("partially initialized module"): import it once, before any session.
@@ -156,7 +157,7 @@ def build_runtime(config: LablinkConfig) -> Runtime:
         fetch_on_loop=AsyncTasks(services.registry, statements) if statements else None,
     )
     runtime = Runtime(config, services, listener, waiters, executor, admin)
-    runtime.limits = RequestLimits(config.access)
+    runtime.limits = RequestLimits(config.access, buckets)
     if statements is not None:
         runtime.statements = statements
         runtime.claims = AsyncClaims(services.allocator, statements)

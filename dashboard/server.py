@@ -25,6 +25,7 @@ from dashboard.security_headers import allowed_origins, bokeh_websocket_origins,
 from dashboard.signin import signin_routes
 from lablink_core.config import AppConfig, LablinkConfig
 from lablink_core.errors import InvalidInput
+from lablink_core.shared_buckets import SharedBuckets
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +37,19 @@ def create_server(
     address: str | None = None,
     sockets: list[socket.socket] | None = None,
     process_index: int | None = None,
+    buckets: SharedBuckets | None = None,
 ) -> tuple[Server, Runtime]:
     """Build the runtime and a (not yet started) Panel server with the API routes.
 
     ``sockets``: already-bound listening sockets to accept on (a forked process of
-    ``--processes``, numbered ``process_index``) instead of binding the port."""
+    ``--processes``, numbered ``process_index``) instead of binding the port; ``buckets``:
+    the rate limits' table that process shares with the others."""
     tls = tls_files(config.app)
     chosen_port = config.app.port if port is None else port
     origins = allowed_origins(
         config.app.allowed_origins, config.app.public_url, chosen_port, https=tls is not None
     )
-    runtime = build_runtime(config)
+    runtime = build_runtime(config, buckets)
     install(runtime)
     pages: dict[str, Callable[[], Any]] = build_pages(current)
     binding = bokeh_binds_these(sockets) if sockets else nullcontext()

@@ -1,6 +1,8 @@
 """An in-process token bucket per key (an address, an email), with bounded memory.
 
 Each key has a bucket of ``burst`` tokens refilled at ``rate_per_minute``; a request takes one.
+Given :class:`~lablink_core.shared_buckets.SharedBuckets`, the buckets are those every
+process of the server shares instead.
 Only keys that are still short of tokens need remembering: a bucket that has refilled is the
 same as no bucket, so the oldest entries beyond ``max_keys`` are dropped (which can only ever
 let a client in early, never lock one out).
@@ -13,6 +15,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from threading import Lock
 
+from lablink_core.shared_buckets import SharedBuckets
+
 
 class RateLimiter:
     """``check(key)``: None if allowed now (a token is taken), else seconds until it would be."""
@@ -24,6 +28,7 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         *,
         max_keys: int = 100_000,
+        shared: SharedBuckets | None = None,
     ) -> None:
         if rate_per_minute < 0 or burst < 1 or max_keys < 1:
             raise ValueError("rate_per_minute must be >= 0, burst and max_keys >= 1")
@@ -34,6 +39,8 @@ class RateLimiter:
         # key -> (tokens, when they were counted); least recently touched first.
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = Lock()
+        # The buckets of all the processes of one server, when it has several.
+        self._shared = shared
 
     @property
     def unlimited(self) -> bool:
@@ -46,6 +53,8 @@ class RateLimiter:
         if self.unlimited:
             return None
         now = self._clock()
+        if self._shared is not None:
+            return self._shared.take(key, now, self._rate, self._burst)
         with self._lock:
             tokens = self._tokens(key, now)
             if tokens >= 1.0:

@@ -170,3 +170,35 @@ def test_a_process_that_dies_is_started_again(two_processes: RunningServer) -> N
         timeout=30,
         message="no VM counted as waiting once they hung up",
     )
+
+
+def test_the_request_rate_limit_holds_for_the_whole_server(
+    postgres_server_url: str, template_database: str
+) -> None:
+    """The attack: one address spreads its requests over both processes (a new connection
+    each, which the kernel hands to either). With a bucket per process it would get in twice
+    the burst; the processes share one table, so it gets in the burst once."""
+    burst = 10
+    server = RunningServer(
+        make_server_database(postgres_server_url, template_database),
+        processes=2,
+        extra_env={
+            "LABLINK_ACCESS_REQUEST_BURST": str(burst),
+            "LABLINK_ACCESS_REQUEST_RATE_PER_MINUTE": "1",  # no refill to speak of meanwhile
+        },
+    ).start()
+    try:
+        answers: Counter[tuple[str, int]] = Counter()
+        for index in range(60):
+            reply = httpx.post(
+                f"{server.url}/request_vm",
+                json={"email": f"flood{index}@example.org", "crd_command": crd()},
+                headers={"Connection": "close"},
+                timeout=10,
+            )
+            answers[(reply.headers[PROCESS_HEADER], reply.status_code)] += 1
+    finally:
+        assert server.stop() == 0
+    admitted = sum(n for (_, status), n in answers.items() if status != 429)
+    assert {process for process, _ in answers} == {"0", "1"}, answers
+    assert burst <= admitted <= burst + 1, answers
