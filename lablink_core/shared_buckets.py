@@ -2,8 +2,10 @@
 
 Per-process buckets let a client whose connections the kernel spreads over N processes in
 N times the configured rate. These live in an anonymous shared memory map made before the
-processes fork, behind one lock that the fork shares too, so a limit means what it says on
-one host. (Allocators on several hosts still count separately: see the README.)
+processes fork, so a limit means what it says on one host. (Allocators on several hosts
+still count separately: see the README.) Between processes the lock is a POSIX record lock
+on a file they all inherit: the kernel drops it with a process that dies holding it, where a
+semaphore would stay taken and stop every request of every process behind it.
 
 The table has a fixed number of slots. A key (an address or an email, hashed) lives in one of
 ``PROBES`` slots after its hash; a slot whose bucket has refilled is free again, as a full
@@ -14,10 +16,14 @@ a client in early, never lock one out.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import mmap
-import multiprocessing
 import struct
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 SLOT = struct.Struct("=16sdd")  # key digest, tokens, when they were counted (monotonic s)
 PROBES = 8
@@ -32,7 +38,9 @@ class SharedBuckets:
             raise ValueError(f"slots must be at least {PROBES}")
         self._slots = slots
         self._memory = mmap.mmap(-1, slots * SLOT.size, flags=mmap.MAP_SHARED)
-        self._lock = multiprocessing.get_context("fork").Lock()
+        self._lock_file = tempfile.TemporaryFile()  # noqa: SIM115 (open for the table's life)
+        # Record locks are the process's: its own threads take turns on this one first.
+        self._threads = threading.Lock()
 
     @property
     def slots(self) -> int:
@@ -42,7 +50,7 @@ class SharedBuckets:
         """Take one token from ``key``'s bucket (``burst`` tokens, ``rate`` per second)."""
         digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
         first = int.from_bytes(digest[:8], "little") % self._slots
-        with self._lock:
+        with self._locked():
             slot, tokens = self._find(digest, first, now, rate, burst)
             taken = tokens >= 1.0
             left = tokens - 1.0 if taken else tokens
@@ -67,5 +75,15 @@ class SharedBuckets:
                 fullest, most = slot, refilled
         return (free if free is not None else fullest), burst
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._threads:
+            fcntl.lockf(self._lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.lockf(self._lock_file, fcntl.LOCK_UN)
+
     def close(self) -> None:
         self._memory.close()
+        self._lock_file.close()

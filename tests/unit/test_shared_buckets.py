@@ -3,7 +3,9 @@ table, and a token taken in a child process missing in the parent."""
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
+import os
 
 import pytest
 
@@ -64,3 +66,19 @@ def test_the_limiter_uses_the_shared_table_when_given_one() -> None:
 def test_a_table_smaller_than_the_probes_is_refused() -> None:
     with pytest.raises(ValueError, match="at least"):
         SharedBuckets(PROBES - 1)
+
+
+def _take_the_lock_and_die(buckets: SharedBuckets) -> None:
+    fcntl.lockf(buckets._lock_file, fcntl.LOCK_EX)
+    os._exit(0)  # dies holding it
+
+
+def test_a_process_that_dies_holding_the_lock_does_not_stop_the_others() -> None:
+    buckets = SharedBuckets(64)
+    child = multiprocessing.get_context("fork").Process(
+        target=_take_the_lock_and_die, args=(buckets,)
+    )
+    child.start()
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert buckets.take("address:after", 0.0, RATE, 5.0) is None  # would hang on a semaphore
