@@ -18,7 +18,8 @@ from dashboard.api.researcher import SEAT_COOKIE
 from dashboard.auth import LOGOUT_ENDPOINT
 from dashboard.layout import admin_template, public_template
 from dashboard.public_state import public_state
-from dashboard.researcher.state import RequestState, ResearcherServices
+from dashboard.researcher.services import ResearcherServices
+from dashboard.researcher.state import RequestState
 from dashboard.researcher.view import RequestView
 from dashboard.runtime import Runtime, current
 from dashboard.signin import signed_in_email

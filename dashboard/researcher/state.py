@@ -13,23 +13,19 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import param
 
 from dashboard.public_state import PublicSnapshot
+from dashboard.researcher.form import MISSING, problem
 from dashboard.researcher.seat import Seat
+from dashboard.researcher.services import ResearcherServices
 from dashboard.researcher.session import session_notes
-from lablink_core.access import AccessPolicy
 from lablink_core.allocation import Allocator, Assignment
 from lablink_core.crd import parse_crd_command
-from lablink_core.errors import InvalidInput, LablinkError
-from lablink_core.metrics import Metrics
-from lablink_core.reclaim import SessionClock
+from lablink_core.errors import LablinkError
 from lablink_core.validation import normalize_email
-from lablink_core.vm_actions import ActionLog
-from lablink_core.waitlist import Waitlist
 
 __all__ = ["RequestState", "ResearcherServices", "Seat"]
 
@@ -38,37 +34,6 @@ T = TypeVar("T")
 
 SERVER_TROUBLE = "Something went wrong on the server. Try again in a minute, or ask an admin."
 RELEASED_ELSEWHERE = "The VM this browser held has been released. You can request a new one."
-MISSING = {
-    (True, True): "Enter your email and the Chrome Remote Desktop command to request a VM.",
-    (True, False): "Enter your email to request a VM.",
-    (False, True): "Paste the Chrome Remote Desktop command to request a VM.",
-}
-
-
-@dataclass(frozen=True)
-class ResearcherServices:
-    """The core services the researcher page uses."""
-
-    allocator: Allocator
-    waitlist: Waitlist | None = None
-    sessions: SessionClock | None = None
-    actions: ActionLog | None = None
-    access: AccessPolicy | None = None
-    warning_minutes: float = 10.0
-    # Raises RateLimited when this page's address (or the email) asks too fast.
-    limit: Callable[[str | None], None] = lambda email: None
-    metrics: Metrics = field(default_factory=Metrics)
-
-
-def _problem(check: Callable[[str], object], text: str) -> str:
-    """The reason ``text`` is refused, or "" when it is fine or still empty."""
-    if not text.strip():
-        return ""
-    try:
-        check(text)
-    except InvalidInput as error:
-        return error.message
-    return ""
 
 
 class RequestState(param.Parameterized):
@@ -128,8 +93,8 @@ class RequestState(param.Parameterized):
 
     @param.depends("email", "crd_command", watch=True, on_init=True)
     def _check(self) -> None:
-        self.email_error = _problem(normalize_email, self.email)
-        self.command_error = _problem(parse_crd_command, self.crd_command)
+        self.email_error = problem(normalize_email, self.email)
+        self.command_error = problem(parse_crd_command, self.crd_command)
         filled = bool(self.email.strip() and self.crd_command.strip())
         self.valid = filled and not (self.email_error or self.command_error)
         self.missing = MISSING.get((not self.email.strip(), not self.crd_command.strip()), "")
