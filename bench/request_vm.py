@@ -30,6 +30,7 @@ from bench.rawhttp import HttpConnection, build_request
 from bench.report import result, table_markdown, target
 from bench.server import PROCESS_HEADER, Pinner, ServerProcess, running_server
 from bench.stats import latency_ms, rate
+from bench.tornado_floor import echo_rate
 from bench.vmtable import audit, crd_command, email, reset_free_vms
 
 NAME = "request_vm"
@@ -211,6 +212,7 @@ def run(quick: bool) -> dict[str, Any]:
         ]
     errors = sum(row["errors"] for row in rows)
     doubles = sum(row["doubles"] for row in rows)
+    echo = echo_rate(500 if quick else 5000)
     return result(
         NAME,
         f"correct assignments/s of POST /request_vm, 1 and 2 server processes, {vms:,} VMs per row",
@@ -231,8 +233,11 @@ def run(quick: bool) -> dict[str, Any]:
             "connections are split evenly between them (pinned by the X-LabLink-Process of a "
             "health probe, so that the split is exact). "
             "by process: replies answered by process 0/1.",
+            f"Floor, same run: a bare Tornado application (no Panel, no database) answering a "
+            f"small JSON POST from one keep-alive client: {echo['per_s']:,.0f}/s, p50 "
+            f"{echo['p50_ms']} ms (bench/tornado_floor.py).",
         ],
-    )
+    ) | {"tornado_echo": echo}
 
 
 if __name__ == "__main__":

@@ -1,20 +1,27 @@
-"""A reference for the wake benchmark: what Tornado alone costs to answer N held requests.
+"""References for the HTTP benchmarks: what Tornado alone costs on this machine.
 
-A bare `tornado.web.Application` in its own process (no Panel, no database, no listener)
-holds N keep-alive POSTs, each awaiting a future, until one more request resolves them all
-at once. The same generator times each reply from that request being sent, as
-:mod:`bench.waiting_vms` times them from the COMMIT. The allocator cannot answer a mass
-wake-up faster than this on the same machine, so its wake p99 is quoted beside this one.
+A bare `tornado.web.Application` in its own process (no Panel, no database, no listener):
+
+* :func:`measure` holds N keep-alive POSTs, each awaiting a future, until one more request
+  resolves them all at once. The same generator times each reply from that request being
+  sent, as :mod:`bench.waiting_vms` times them from the COMMIT. The allocator cannot answer a
+  mass wake-up faster than this on the same machine.
+* :func:`echo_rate` answers a small JSON POST with a small JSON reply, one keep-alive client
+  sending one request after another, as :mod:`bench.request_vm` does at 1 client: the rate
+  of HTTP alone, with no claim behind it.
+
 Run alone: `python bench/tornado_floor.py [N]`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +64,15 @@ def serve(port: int) -> None:
         def get(self) -> None:
             self.finish({"held": len(held)})
 
+    class Echo(tornado.web.RequestHandler):
+        def post(self) -> None:
+            fields = json.loads(self.request.body)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json.dumps({**ANSWER, "email": fields["email"]}))
+
     async def main() -> None:
-        app = tornado.web.Application([("/hold", Hold), ("/release", Release), ("/count", Count)])
+        routes = [("/hold", Hold), ("/release", Release), ("/count", Count), ("/echo", Echo)]
+        app = tornado.web.Application(routes)
         tornado.httpserver.HTTPServer(app).listen(port, "127.0.0.1")
         await asyncio.Event().wait()
 
@@ -94,19 +108,52 @@ async def _release_and_time(port: int, count: int) -> dict[str, Any]:
 
 def measure(count: int, runs: int = 3) -> dict[str, Any]:
     """The median run's reply latencies for ``count`` held requests answered at once."""
+    with _bare_server() as port:
+        results = sorted(
+            (asyncio.run(_release_and_time(port, count)) for _ in range(runs)),
+            key=lambda row: row["p99_ms"],
+        )
+    return {"requests": count, **results[len(results) // 2]}
+
+
+def echo_rate(requests: int) -> dict[str, Any]:
+    """Requests/s and latencies of ``requests`` small POSTs from one keep-alive client."""
+    with _bare_server() as port:
+        return asyncio.run(_echo(port, requests))
+
+
+async def _echo(port: int, requests: int) -> dict[str, Any]:
+    connection = await HttpConnection.open(port)
+    try:
+        for index in range(200):  # warm up
+            await connection.request(_echo_request(port, index), REPLY_TIMEOUT)
+        latencies, began = [], time.monotonic()
+        for index in range(requests):
+            sent = time.monotonic()
+            reply = await connection.request(_echo_request(port, index), REPLY_TIMEOUT)
+            latencies.append(reply.arrived - sent)
+        elapsed = time.monotonic() - began
+    finally:
+        connection.close()
+    return {"requests": requests, "per_s": round(requests / elapsed, 1), **latency_ms(latencies)}
+
+
+def _echo_request(port: int, index: int) -> bytes:
+    payload = {"email": f"r{index}@example.org", "crd_command": "x" * 200}
+    return build_request("/echo", port, payload)
+
+
+@contextlib.contextmanager
+def _bare_server() -> Iterator[int]:
     raise_file_limit()
     port = free_port()
     child = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
     try:
         asyncio.run(_wait_up(port))
-        results = sorted(
-            (asyncio.run(_release_and_time(port, count)) for _ in range(runs)),
-            key=lambda row: row["p99_ms"],
-        )
+        yield port
     finally:
         child.kill()
         child.wait(timeout=30)
-    return {"requests": count, **results[len(results) // 2]}
 
 
 async def _wait_up(port: int) -> None:
@@ -128,3 +175,4 @@ if __name__ == "__main__":
         serve(int(sys.argv[2]))
     else:
         print(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 1000))
+        print(echo_rate(5000))
