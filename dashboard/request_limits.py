@@ -21,11 +21,9 @@ class RequestLimits:
 
     def __init__(self, config: AccessConfig, shared: SharedBuckets | None = None) -> None:
         burst = int(config.request_burst)
-        rate, email_rate = (
-            float(config.request_rate_per_minute),
-            float(config.email_rate_per_minute),
-        )
-        self._addresses = RateLimiter(rate, burst, shared=shared)
+        address_rate = float(config.request_rate_per_minute)
+        email_rate = float(config.email_rate_per_minute)
+        self._addresses = RateLimiter(address_rate, burst, shared=shared)
         self._emails = RateLimiter(email_rate, max(2, burst // 2), shared=shared)
 
     def check(self, address: str, email: str | None = None) -> None:

@@ -1,11 +1,11 @@
 """An in-process token bucket per key (an address, an email), with bounded memory.
 
 Each key has a bucket of ``burst`` tokens refilled at ``rate_per_minute``; a request takes one.
-Given :class:`~lablink_core.shared_buckets.SharedBuckets`, the buckets are those every
-process of the server shares instead.
 Only keys that are still short of tokens need remembering: a bucket that has refilled is the
 same as no bucket, so the oldest entries beyond ``max_keys`` are dropped (which can only ever
-let a client in early, never lock one out).
+let a client in early, never lock one out). Given ``shared``
+(:class:`~lablink_core.shared_buckets.SharedBuckets`), the buckets are instead the ones all
+the processes of one server take from.
 """
 
 from __future__ import annotations
