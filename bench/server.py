@@ -130,17 +130,6 @@ class ServerProcess:
         data: dict[str, Any] = reply.json()
         return data
 
-    def wait_for_waiting(self, count: int, timeout: float) -> int:
-        """Poll until ``count`` VMs are held (or ``timeout`` passes); returns the last count."""
-        deadline = time.monotonic() + timeout
-        held = -1
-        while time.monotonic() < deadline:
-            held = int(self.info()["waiting_vms"])
-            if held >= count:
-                return held
-            time.sleep(0.05)
-        return held
-
     def waiting_total(self) -> int:
         """VMs held by all the server's processes: one process's /api/server, or the summed
         ``lablink_waiting_vms`` of /metrics (any process answers it for all of them)."""

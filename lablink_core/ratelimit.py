@@ -14,8 +14,24 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from threading import Lock
+from typing import TYPE_CHECKING
 
-from lablink_core.shared_buckets import SharedBuckets
+if TYPE_CHECKING:
+    from lablink_core.shared_buckets import SharedBuckets
+
+
+def refilled(tokens: float, counted_at: float, now: float, rate: float, burst: float) -> float:
+    """A bucket's tokens at ``now``: ``tokens`` counted at ``counted_at``, refilled at ``rate``
+    per second up to ``burst``."""
+    return min(burst, tokens + max(0.0, now - counted_at) * rate)
+
+
+def take_one(tokens: float, rate: float) -> tuple[float, float | None]:
+    """Take a token from a bucket holding ``tokens``: the tokens left, and None if one was
+    taken, else the seconds until one will be there."""
+    if tokens >= 1.0:
+        return tokens - 1.0, None
+    return tokens, (1.0 - tokens) / rate
 
 
 class RateLimiter:
@@ -56,19 +72,16 @@ class RateLimiter:
         if self._shared is not None:
             return self._shared.take(key, now, self._rate, self._burst)
         with self._lock:
-            tokens = self._tokens(key, now)
-            if tokens >= 1.0:
-                self._remember(key, tokens - 1.0, now)
-                return None
-            self._remember(key, tokens, now)
-            return (1.0 - tokens) / self._rate
+            left, wait = take_one(self._tokens(key, now), self._rate)
+            self._remember(key, left, now)
+            return wait
 
     def _tokens(self, key: str, now: float) -> float:
         saved = self._buckets.get(key)
         if saved is None:
             return self._burst
         tokens, then = saved
-        return min(self._burst, tokens + max(0.0, now - then) * self._rate)
+        return refilled(tokens, then, now, self._rate, self._burst)
 
     def _remember(self, key: str, tokens: float, now: float) -> None:
         self._buckets[key] = (tokens, now)

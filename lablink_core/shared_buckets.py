@@ -25,6 +25,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from lablink_core.ratelimit import refilled, take_one
+
 SLOT = struct.Struct("=16sdd")  # key digest, tokens, when they were counted (monotonic s)
 PROBES = 8
 EMPTY = bytes(16)
@@ -42,20 +44,15 @@ class SharedBuckets:
         # Record locks are the process's: its own threads take turns on this one first.
         self._threads = threading.Lock()
 
-    @property
-    def slots(self) -> int:
-        return self._slots
-
     def take(self, key: str, now: float, rate: float, burst: float) -> float | None:
         """Take one token from ``key``'s bucket (``burst`` tokens, ``rate`` per second)."""
         digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
         first = int.from_bytes(digest[:8], "little") % self._slots
         with self._locked():
             slot, tokens = self._find(digest, first, now, rate, burst)
-            taken = tokens >= 1.0
-            left = tokens - 1.0 if taken else tokens
+            left, wait = take_one(tokens, rate)
             SLOT.pack_into(self._memory, slot * SLOT.size, digest, left, now)
-        return None if taken else (1.0 - tokens) / rate
+        return wait
 
     def _find(
         self, digest: bytes, first: int, now: float, rate: float, burst: float
@@ -66,13 +63,13 @@ class SharedBuckets:
         for step in range(PROBES):
             slot = (first + step) % self._slots
             owner, tokens, then = SLOT.unpack_from(self._memory, slot * SLOT.size)
-            refilled = min(burst, tokens + max(0.0, now - then) * rate)
+            now_tokens = refilled(tokens, then, now, rate, burst)
             if owner == digest:
-                return slot, refilled
-            if owner == EMPTY or refilled >= burst:
+                return slot, now_tokens
+            if owner == EMPTY or now_tokens >= burst:
                 free = slot if free is None else free
-            elif refilled > most:
-                fullest, most = slot, refilled
+            elif now_tokens > most:
+                fullest, most = slot, now_tokens
         return (free if free is not None else fullest), burst
 
     @contextmanager
@@ -83,7 +80,3 @@ class SharedBuckets:
                 yield
             finally:
                 fcntl.lockf(self._lock_file, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        self._memory.close()
-        self._lock_file.close()
