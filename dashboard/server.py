@@ -16,6 +16,7 @@ from bokeh.server.server import Server
 from dashboard.api.routes import api_routes
 from dashboard.auth import configure_auth, guard_autoload_scripts, login_routes
 from dashboard.body_limit import refuse_large_bodies
+from dashboard.heap import freeze_startup_heap
 from dashboard.live import close_live_table
 from dashboard.pages import build_pages
 from dashboard.prefork import bokeh_binds_these, label_responses
@@ -129,6 +130,7 @@ def run_server(
 
     async def start() -> None:
         await runtime.start()
+        log.info("%d startup objects left out of full collections", freeze_startup_heap())
         if on_ready is not None:
             on_ready()
 

@@ -33,6 +33,7 @@ from tornado.ioloop import IOLoop
 
 from dashboard.auth import cookie_secret_for, guard_autoload_scripts, make_authorize
 from dashboard.body_limit import refuse_large_bodies
+from dashboard.heap import freeze_startup_heap
 from dashboard.runtime import Runtime, build_runtime, current, install
 from dashboard.security_headers import allowed_origins, harden_application
 from dashboard.server import body_limits, local_url, tls_files
@@ -128,6 +129,12 @@ def announce(runtime: Runtime) -> None:
         )
 
 
+async def start_serving(runtime: Runtime) -> None:
+    """Start the listener and the loops, then freeze what startup built (see dashboard.heap)."""
+    await runtime.start()
+    freeze_startup_heap()
+
+
 def setup() -> None:
     check_auth_options()
     config = load_config(os.environ.get("LABLINK_CONFIG"))
@@ -140,7 +147,7 @@ def setup() -> None:
     pn.config.authorize_callback = make_authorize(current)
     if not _cookie_secret_given():
         pn.config.cookie_secret = cookie_secret_for(runtime)
-    IOLoop.current().add_callback(runtime.start)
+    IOLoop.current().add_callback(start_serving, runtime)
     atexit.register(runtime.close)
 
 
