@@ -3,16 +3,14 @@
 Every JSON event ``apply`` and ``destroy`` print is streamed to the caller as it arrives;
 the short commands (init, validate, output, state pull) are built by python-terraform (see
 :mod:`lablink_core.fleet.terraform_cli`). Variables reach terraform only through its
-environment (TF_VAR_<name>), never through argv or a file, and known secret values are
-redacted from everything this module logs or reports. The state is a local file in the work
+environment, and known secret values are redacted from everything this module logs or
+reports (see :mod:`lablink_core.fleet.terraform_env`). The state is a local file in the work
 folder or, with a ``pg`` :class:`TerraformBackend`, a schema of the allocator's PostgreSQL.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +25,7 @@ from lablink_core.fleet.terraform_cli import (
     TerraformCli,
     TerraformCommandError,
 )
+from lablink_core.fleet.terraform_env import command_environment, secret_redactor
 from lablink_core.fleet.terraform_events import (
     EventCallback,
     OutputCollector,
@@ -37,12 +36,7 @@ from lablink_core.fleet.terraform_events import (
     TerraformProgress,
     error_message,
 )
-from lablink_core.fleet.terraform_files import (
-    encode_variable,
-    json_value,
-    leaf_strings,
-    sync_config,
-)
+from lablink_core.fleet.terraform_files import json_object, sync_config
 from lablink_core.fleet.terraform_process import CommandRunner, SubprocessRunner
 
 __all__ = [
@@ -65,9 +59,6 @@ MIGRATE_HINT = (
     "\n(this folder still has a local state: move it into PostgreSQL with "
     "`lablink fleet migrate-state`)"
 )
-_BASE_ENV_KEYS = ("PATH", "HOME", "TMPDIR")
-_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_SECRET_NAME = re.compile(r"password|secret|token|credential|private|conn_str", re.IGNORECASE)
 
 
 class TerraformRunner:
@@ -193,20 +184,14 @@ class TerraformRunner:
             _, out, _ = self._call(self._cli.cmd, "state pull", raise_on_error=True)
             if not out.strip():
                 return {}
-            value = json_value(out, "terraform state pull")
-            if not isinstance(value, dict):
-                raise TerraformError("terraform state pull printed no state object")
-            return value
+            return json_object(out, "terraform state pull")
 
     def validate(self) -> dict[str, object]:
         """`terraform validate -json`: its report ("valid", "diagnostics", ...)."""
         with self._exclusive():
             self.ensure_init()
             _, out, _ = self._call(self._cli.cmd, "validate", json=IsFlagged, no_color=IsFlagged)
-            report = json_value(out, "terraform validate")
-            if not isinstance(report, dict):
-                raise TerraformError("terraform validate printed no report")
-            return report
+            return json_object(out, "terraform validate")
 
     def cancel(self) -> None:
         """Interrupt a running terraform (SIGINT): it stops cleanly and keeps its state."""
@@ -256,25 +241,10 @@ class TerraformRunner:
         return sync_config(self.source_dir, self.work_dir, generated, self.backend.init_config())
 
     def _environment(self, variables: Mapping[str, object]) -> dict[str, str]:
-        env = {key: os.environ[key] for key in _BASE_ENV_KEYS if key in os.environ}
-        env.setdefault("PATH", os.defpath)
-        env.update(self._env)
-        env.update(self.backend.env())
-        env.update(TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1")
-        for name, value in variables.items():
-            if not _VARIABLE_NAME.match(name):
-                raise ValueError(f"invalid Terraform variable name: {name!r}")
-            if value is not None:
-                env[f"TF_VAR_{name}"] = encode_variable(value)
-        return env
+        return command_environment(self._env, self.backend, variables)
 
     def _redactor(self, variables: Mapping[str, object]) -> Redactor:
-        secrets = [v for k, v in self._env.items() if _SECRET_NAME.search(k)]
-        secrets.extend(self.backend.secrets())
-        for name, value in variables.items():
-            if _SECRET_NAME.search(name):
-                secrets.extend(leaf_strings(value))
-        return Redactor(secrets)
+        return secret_redactor(self._env, self.backend, variables)
 
     def _execute(self, argv: Sequence[str]) -> tuple[int, str]:
         """How python-terraform's commands run: no variables, output collected, redacted."""
@@ -332,7 +302,5 @@ class TerraformRunner:
     def _read_outputs(self) -> dict[str, object]:
         """`terraform output -json` through python-terraform, as name -> value."""
         _, out, _ = self._call(self._cli.output_cmd, json=IsFlagged, raise_on_error=True)
-        raw = json_value(out, "terraform output")
-        if not isinstance(raw, dict):
-            raise TerraformError(f"terraform output printed no outputs: {out.strip()[-500:]}")
+        raw = json_object(out, "terraform output")
         return {name: entry.get("value") for name, entry in raw.items()}

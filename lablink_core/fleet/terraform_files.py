@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from lablink_core.fleet.terraform_events import TerraformError
 
@@ -76,4 +77,12 @@ def json_value(text: str, what: str) -> object:
         value = None
     if value is None:
         raise TerraformError(f"{what} printed no JSON: {text.strip()[-500:]}", log=text)
+    return value
+
+
+def json_object(text: str, what: str) -> dict[str, Any]:
+    """The JSON object a command printed; anything else is a TerraformError."""
+    value = json_value(text, what)
+    if not isinstance(value, dict):
+        raise TerraformError(f"{what} printed no JSON object: {text.strip()[-500:]}", log=text)
     return value
