@@ -41,14 +41,13 @@ from lablink_core.fleet.aws_deployment import (
     loopback_url,
     state_dir,
 )
+from lablink_core.fleet.aws_progress import ProgressRelay, instance_address
 from lablink_core.fleet.base import LogCallback
 from lablink_core.fleet.ec2 import Ec2Factory, ec2_client
 from lablink_core.fleet.state import FleetState, fleet_state, read_state_file
 from lablink_core.fleet.terraform import (
     STATE_FILE,
     TerraformError,
-    TerraformEvent,
-    TerraformProgress,
     TerraformRunner,
 )
 from lablink_core.fleet.terraform_backend import TerraformBackend
@@ -71,9 +70,7 @@ __all__ = [
     "state_dir",
 ]
 
-INSTANCE_ADDRESS = 'aws_instance.client["'
 PLACEHOLDER_TOKEN = "existing-vm"  # noqa: S105 (not a secret: what VMs that exist are given)
-_COUNTED_KINDS = ("apply_start", "apply_progress", "apply_complete", "apply_errored")
 
 Change = Callable[[set[str]], set[str]]
 """How an operation turns the current set of VM names into the wanted one."""
@@ -85,42 +82,6 @@ class AwsProviderError(LablinkError):
     """Terraform or EC2 failed; the message is their own errors, for a person."""
 
     code = "aws_provider_error"
-
-
-def instance_address(hostname: str) -> str:
-    return f'{INSTANCE_ADDRESS}{hostname}"]'
-
-
-class _ProgressRelay:
-    """Turns Terraform events into ``log(line, done)``: done counts the instances created
-    or destroyed so far (or only created, with ``creations_only``); change lines carry
-    Terraform's running counts. Notes which instances were created."""
-
-    def __init__(self, log: LogCallback, *, creations_only: bool = False) -> None:
-        self._log = log
-        self._creations_only = creations_only
-        self.done = 0
-        self.created: set[str] = set()
-
-    def note(self, line: str) -> None:
-        self._log(line, self.done)
-
-    def __call__(self, event: TerraformEvent, progress: TerraformProgress) -> None:
-        address = event.resource or ""
-        if event.kind == "apply_complete" and address.startswith(INSTANCE_ADDRESS):
-            if event.action in ("create", "replace"):
-                self.created.add(address[len(INSTANCE_ADDRESS) : -2])
-            if not self._creations_only or event.action in ("create", "replace"):
-                self.done += 1
-        if not event.message or event.kind == "version":
-            return
-        line = event.message
-        if event.kind in _COUNTED_KINDS:
-            line += (
-                f" ({progress.created} created, {progress.destroyed} destroyed"
-                f" of {progress.planned} planned)"
-            )
-        self._log(line, self.done)
 
 
 class AwsProvider:
@@ -184,7 +145,7 @@ class AwsProvider:
         with self._lock:
             current = self._refresh()
             try:
-                self._runner.destroy(self.variables(current.names), _ProgressRelay(log))
+                self._runner.destroy(self.variables(current.names), ProgressRelay(log))
             except TerraformError as error:
                 raise self._failure("destroy", error) from error
 
@@ -245,7 +206,7 @@ class AwsProvider:
             # New names, tainted instances (any apply replaces them) and replacements.
             fresh = (wanted - state.names) | (state.tainted & wanted) | set(replacing)
             addresses = [instance_address(name) for name in replacing]
-            relay = _ProgressRelay(log, creations_only=bool(replacing))
+            relay = ProgressRelay(log, creations_only=bool(replacing))
             try:
                 outputs = self._runner.apply(
                     self.variables(wanted, fresh), relay, replace=addresses, targets=addresses
@@ -259,7 +220,7 @@ class AwsProvider:
             count = len(vms) if isinstance(vms, dict) else len(wanted)
             log(f"the AWS fleet has {count} VMs", relay.done)
 
-    def _give_tokens(self, stranded: set[str], wanted: set[str], relay: _ProgressRelay) -> None:
+    def _give_tokens(self, stranded: set[str], wanted: set[str], relay: ProgressRelay) -> None:
         """Replace VMs Terraform created with the placeholder token (they had gone from AWS
         unnoticed), so each boots with a token it can exchange."""
         names = sorted(stranded)
