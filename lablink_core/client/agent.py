@@ -18,7 +18,6 @@ import logging
 import random as _random
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from typing import Final
 
 from lablink_core.client.credential_store import CredentialStore
@@ -27,6 +26,7 @@ from lablink_core.client.machine import MachineState
 from lablink_core.client.parts import AgentParts, build_parts
 from lablink_core.client.runners import CrdLaunch, CrdRunner
 from lablink_core.client.settings import AgentConfig
+from lablink_core.client.status_report import STATUS_TIMEOUT, StatusReporter
 from lablink_core.client.transport import (
     Backoff,
     Response,
@@ -44,8 +44,6 @@ __all__ = ["AgentConfig", "AllocatorRejected", "VMAgent"]
 
 log = logging.getLogger(__name__)
 
-STATUS_TIMEOUT: Final = 10.0
-MAX_MESSAGE_CHARS: Final = 500
 _RETRY_STATUSES: Final = frozenset({408, 429, 503})
 
 
@@ -64,14 +62,6 @@ def _text(body: Mapping[str, object], name: str) -> str:
 
 def _retryable(status: int) -> bool:
     return status in _RETRY_STATUSES or status >= 500
-
-
-@dataclass(frozen=True)
-class _Status:
-    status: str = "booting"
-    in_use: bool = False
-    message: str | None = None
-    machine: MachineState = field(default_factory=MachineState)
 
 
 class VMAgent:
@@ -96,9 +86,7 @@ class VMAgent:
         self._transport = transport if transport is not None else UrllibTransport()
         self._sleep = sleep
         self._random = random
-        self._lock = threading.Lock()
-        self._state = _Status()
-        self._notice: str | None = None
+        self.status = StatusReporter(config.hostname, self.parts, self._post)
         self._stop = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
@@ -108,7 +96,9 @@ class VMAgent:
             max_delay=self.config.max_backoff, random=self._random, sleep=self._sleep or stop.wait
         )
         finished = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(finished,), daemon=True)
+        beat = threading.Thread(
+            target=self.status.beat, args=(finished, self.config.heartbeat_seconds), daemon=True
+        )
         preparing = threading.Thread(target=self._prepare_desktop, daemon=True)
         logging.getLogger("lablink_core").addHandler(self.parts.log_ring)
         try:
@@ -208,23 +198,23 @@ class VMAgent:
             launch = CrdLaunch(command, self.config.hostname, _text(body, "pin"))
         except InvalidInput as error:
             log.error("refused CRD task generation %d: %s", generation, error)
-            self._report("error", in_use=True, message=f"refused CRD task: {error}")
+            self.status.report("error", in_use=True, message=f"refused CRD task: {error}")
             return
         self.runner.stop()
         try:
             self.runner.start(launch)
         except OSError as error:
             log.error("could not start the CRD host for generation %d: %s", generation, error)
-            self._report("error", in_use=True, message=f"could not start CRD host: {error}")
+            self.status.report("error", in_use=True, message=f"could not start CRD host: {error}")
             return
         log.info("started the CRD host for generation %d", generation)
-        self._report("connected", in_use=True, message=None)
+        self.status.report("connected", in_use=True, message=None)
 
     def _release(self, generation: int) -> None:
         if self.runner.running:
             log.info("VM released (generation %d): stopping the CRD host", generation)
         self.runner.stop(forget=True)
-        self._report("ready", in_use=False, message=None)
+        self.status.report("ready", in_use=False, message=None)
 
     # Desktop, status and logs ----------------------------------------------------------
 
@@ -233,51 +223,7 @@ class VMAgent:
         notice = self.parts.clone(self._stop)
         if notice:
             log.warning("%s", notice)
-        with self._lock:
-            self._notice = notice
-            if self._state.status == "booting":
-                self._state = replace(self._state, status="ready", message=notice)
-
-    def _report(self, status: str, *, in_use: bool, message: str | None) -> None:
-        with self._lock:
-            shown = message or self._notice
-            self._state = replace(self._state, status=status, in_use=in_use, message=shown)
-        self._send_status()
-
-    def _send_status(self) -> None:
-        with self._lock:
-            state = self._state
-        redact = self.parts.redact
-        message = (
-            redact(" ".join(state.message.split()))[:MAX_MESSAGE_CHARS] if state.message else None
-        )
-        body: dict[str, object] = {"hostname": self.config.hostname, "status": state.status}
-        body.update(state.machine.fields(), in_use=state.in_use, message=message)
-        if state.machine.health is not None:
-            body["health"] = redact(state.machine.health)[:200]
-        try:
-            answer = self._post("/api/vm/status", body, STATUS_TIMEOUT)
-        except TransportError as error:
-            # Status is state, not an event: the next heartbeat resends it.
-            log.warning("could not report status %r: %s", state.status, error)
-            return
-        if answer is not None and answer.status != 200:
-            log.warning("status report answered %d: %s", answer.status, server_message(answer))
-
-    def _heartbeat(self, finished: threading.Event) -> None:
-        self._measure()
-        while not finished.wait(self.config.heartbeat_seconds):
-            self._measure()
-            self._send_status()
-            self.parts.shipper.ship()
-
-    def _measure(self) -> None:
-        try:
-            machine = self.parts.probe()
-        except Exception as error:  # a broken probe must not end the heartbeat
-            machine = MachineState(health=f"health check failed: {error}"[:200])
-        with self._lock:
-            self._state = replace(self._state, machine=machine)
+        self.status.offered(notice)
 
     def _send_logs(self, source: str, lines: list[str]) -> bool | None:
         body = {"hostname": self.config.hostname, "source": source, "lines": lines}
