@@ -166,4 +166,6 @@ module "https_alb" {
   certificate_arn = var.acm_certificate_arn
   allowed_cidrs   = var.allowed_cidrs
   tags            = local.tags
+
+  rate_limit_per_5_minutes = var.edge_rate_limit_per_5_minutes
 }

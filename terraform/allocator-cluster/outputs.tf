@@ -22,3 +22,8 @@ output "database_endpoint" {
   description = "host:port of the cluster's PostgreSQL."
   value       = aws_db_instance.lablink.endpoint
 }
+
+output "web_acl_arn" {
+  description = "ARN of the load balancer's rate-limiting web ACL (null when edge_rate_limit_per_5_minutes is 0)."
+  value       = module.https_alb.web_acl_arn
+}

@@ -64,6 +64,17 @@ variable "allowed_cidrs" {
   }
 }
 
+variable "edge_rate_limit_per_5_minutes" {
+  description = "Requests one client address may make to /request_vm, /release_vm, /extend_vm and the login pages in 5 minutes, counted by AWS WAF at the load balancer across all allocators (each allocator's own limits count per host); 0 turns the WAF off. A class behind one NAT shares an address."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.edge_rate_limit_per_5_minutes == 0 || var.edge_rate_limit_per_5_minutes >= 10
+    error_message = "edge_rate_limit_per_5_minutes must be 0 (off) or at least 10 (AWS WAF's minimum)."
+  }
+}
+
 variable "ssh_cidrs" {
   description = "IPv4 CIDR blocks allowed to reach the server on SSH (port 22); empty opens no SSH."
   type        = list(string)

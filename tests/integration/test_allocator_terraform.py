@@ -308,6 +308,7 @@ def test_allocator_cluster_applies_on_moto(
     assert {t["Target"]["Id"] for t in targets["TargetHealthDescriptions"]} == set(
         outputs["instance_ids"]  # type: ignore[arg-type]
     )
+    assert_rate_limited_at_the_edge(empty_moto.url, balancer["LoadBalancerArn"], outputs)
     (database,) = aws("rds", empty_moto.url).describe_db_instances()["DBInstances"]
     assert database["StorageEncrypted"] and not database["PubliclyAccessible"]
     endpoint = f"{database['Endpoint']['Address']}:{database['Endpoint']['Port']}"
@@ -319,6 +320,25 @@ def test_allocator_cluster_applies_on_moto(
         assert "LABLINK_FLEET_TERRAFORM_BACKEND=pg" in script
         assert f"LABLINK_APP_PUBLIC_URL=https://{DOMAIN}" in script
     shellcheck(script, tmp_path)
+
+
+def assert_rate_limited_at_the_edge(
+    endpoint: str, balancer_arn: str, outputs: dict[str, object]
+) -> None:
+    """The load balancer has the WAF's per-address limit on the researcher and login paths,
+    answering 429 past the cluster's default of 1,000 requests in 5 minutes."""
+    acl = aws("wafv2", endpoint).get_web_acl_for_resource(ResourceArn=balancer_arn)["WebACL"]
+    assert acl["ARN"] == outputs["web_acl_arn"]
+    (rule,) = acl["Rules"]
+    rate = rule["Statement"]["RateBasedStatement"]
+    assert (rate["Limit"], rate["AggregateKeyType"]) == (1000, "IP")
+    matched = {
+        (s["ByteMatchStatement"]["SearchString"], s["ByteMatchStatement"]["PositionalConstraint"])
+        for s in rate["ScopeDownStatement"]["OrStatement"]["Statements"]
+    }
+    researcher = {b"/request_vm", b"/api/request_vm", b"/release_vm", b"/extend_vm"}
+    assert matched == {(path, "EXACTLY") for path in researcher} | {(b"/login", "ENDS_WITH")}
+    assert rule["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 429
 
 
 def import_certificate(endpoint: str, certificate: Certificate) -> str:

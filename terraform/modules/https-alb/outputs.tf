@@ -17,3 +17,8 @@ output "arn" {
   description = "ARN of the load balancer."
   value       = aws_lb.this.arn
 }
+
+output "web_acl_arn" {
+  description = "ARN of the rate-limiting web ACL (null without one)."
+  value       = var.rate_limit_per_5_minutes > 0 ? aws_wafv2_web_acl.rate_limit[0].arn : null
+}

@@ -50,3 +50,14 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "rate_limit_per_5_minutes" {
+  description = "Requests one client address may make to the researcher and login endpoints in 5 minutes, counted by AWS WAF across all allocators (0: no WAF)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.rate_limit_per_5_minutes == 0 || (var.rate_limit_per_5_minutes >= 10 && var.rate_limit_per_5_minutes <= 2000000000)
+    error_message = "rate_limit_per_5_minutes must be 0 (off) or between 10 and 2,000,000,000 (AWS WAF's range)."
+  }
+}
