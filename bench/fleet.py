@@ -12,13 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ if __package__ in (None, ""):
 from sqlalchemy import Engine
 
 from bench.database import TABLE, DatabaseServer, database_server, scratch_database
+from bench.moto_server import Moto, TimedCommands, mirror, missing_parts
 from bench.report import result, table_markdown, target
 from lablink_core.config import load_config
 from lablink_core.credentials import new_enrolment_token
@@ -35,14 +33,12 @@ from lablink_core.db import make_engine
 from lablink_core.fleet import Fleet
 from lablink_core.fleet.aws import CLIENT_CONFIG_DIR, AwsProvider, state_dir
 from lablink_core.fleet.base import next_names
-from lablink_core.fleet.terraform import SubprocessRunner, TerraformRunner
+from lablink_core.fleet.terraform import TerraformRunner
 from lablink_core.vms import VMRegistry
 
 NAME = "fleet"
 PARALLELISM = 50
-REGION = "us-east-1"
 PREFIX = "lablink-vm"
-MIRRORS = (os.environ.get("LABLINK_TF_PLUGIN_DIR", ""), "/opt/tf-plugins")
 COLUMNS = [
     ("vms", "VMs"),
     ("round", "round"),
@@ -58,100 +54,6 @@ COLUMNS = [
 ]
 
 
-class Moto:
-    """A moto server on 127.0.0.1 for the benchmark's lifetime."""
-
-    def __init__(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while not self._answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("moto did not start")
-            time.sleep(0.1)
-
-    def _answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):  # noqa: S310
-                return True
-        except OSError:
-            return False
-
-    def reset(self) -> None:
-        """Forget every resource, then have moto rebuild the region's EC2 backend now,
-        not inside a timed apply."""
-        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
-            pass
-        self.running_instances()
-
-    def env(self) -> dict[str, str]:
-        """Sends Terraform's AWS provider to moto; anything else fails on a dead proxy."""
-        return {
-            "AWS_ENDPOINT_URL": self.url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": REGION,
-            "AWS_MAX_ATTEMPTS": "1",
-            "HTTPS_PROXY": "http://127.0.0.1:9",
-            "HTTP_PROXY": "http://127.0.0.1:9",
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
-
-    def running_instances(self) -> int:
-        import boto3
-
-        keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-        ec2 = boto3.client("ec2", endpoint_url=self.url, region_name=REGION, **keys)
-        state = [{"Name": "instance-state-name", "Values": ["pending", "running"]}]
-        pages = ec2.get_paginator("describe_instances").paginate(Filters=state)
-        return sum(len(r["Instances"]) for page in pages for r in page["Reservations"])
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
-class TimedCommands(SubprocessRunner):
-    """Notes how long each terraform process of the provider ran, by verb."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: dict[str, float] = {}
-
-    def stream(self, argv: Sequence[str], **options: Any) -> int:
-        began = time.perf_counter()
-        try:
-            return super().stream(argv, **options)
-        finally:
-            verb = argv[1]
-            self.seconds[verb] = self.seconds.get(verb, 0.0) + time.perf_counter() - began
-
-
-def _missing() -> str | None:
-    if shutil.which("terraform") is None:
-        return "terraform is not on PATH"
-    if _mirror() is None:
-        return "no hashicorp/aws provider mirror (set LABLINK_TF_PLUGIN_DIR)"
-    try:
-        import boto3  # noqa: F401
-        import moto  # noqa: F401
-    except ImportError:
-        return "moto[server] and boto3 are not installed (pip install -e '.[test]')"
-    return None
-
-
-def _mirror() -> Path | None:
-    for candidate in MIRRORS:
-        if candidate and (Path(candidate) / "registry.terraform.io/hashicorp/aws").is_dir():
-            return Path(candidate)
-    return None
-
-
 def _provider(
     moto: Moto, work: Path, *, init: bool = True, commands: TimedCommands | None = None
 ) -> AwsProvider:
@@ -160,7 +62,7 @@ def _provider(
         source_dir=CLIENT_CONFIG_DIR,
         work_dir=state_dir(work, PREFIX),
         env=moto.env(),
-        plugin_dir=_mirror(),
+        plugin_dir=mirror(),
         parallelism=PARALLELISM,
         runner=commands,
     )
@@ -181,7 +83,7 @@ def _terraform(verb: str, folder: Path, env: dict[str, str]) -> float:
     if verb != "init":
         argv += ["-auto-approve", f"-parallelism={PARALLELISM}"]
     else:
-        argv.append(f"-plugin-dir={_mirror()}")
+        argv.append(f"-plugin-dir={mirror()}")
     began = time.perf_counter()
     subprocess.run(argv, cwd=folder, env=env, check=True, capture_output=True, timeout=900)
     return time.perf_counter() - began
@@ -296,7 +198,7 @@ def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run(quick: bool) -> dict[str, Any]:
     sizes, rounds = ((3,), 1) if quick else ((20, 50), 2)
     title = f"Fleet.launch vs bare terraform apply against moto (-parallelism={PARALLELISM})"
-    missing = _missing()
+    missing = missing_parts()
     if missing is not None:
         row = {"vms": 0, "round": f"skipped: {missing}", "errors": 0}
         return result(NAME, title, COLUMNS, [row], errors=0, doubles=0, notes=[missing])
