@@ -92,8 +92,11 @@ class RequestView(Viewer):
         self._command_error = html_pane(margin=0)
         self._message = html_pane(sizing_mode="stretch_width")
         self._free = html_pane(margin=(0, 10))
-        self._panel = SeatPanel(state=self.state)
         self._store = SeatStore(height=0, width=0, margin=0)
+        # Watchers run in the order they were added: the browser's copy of a new seat is
+        # written before the panel shows its PIN, so a reload once the PIN shows keeps it.
+        self.state.param.watch(lambda _: self._persist(), ["seat"])
+        self._panel = SeatPanel(state=self.state)
         self._ticker: SessionTicker | None = None
         self._pending: PublicSnapshot | None = None
         self._wire()
