@@ -95,7 +95,7 @@ class RequestView(Viewer):
         self._store = SeatStore(height=0, width=0, margin=0)
         # Watchers run in the order they were added: the browser's copy of a new seat is
         # written before the panel shows its PIN, so a reload once the PIN shows keeps it.
-        self.state.param.watch(lambda _: self._persist(), ["seat"])
+        self.state.param.watch(self._persist, ["seat"])
         self._panel = SeatPanel(state=self.state)
         self._ticker: SessionTicker | None = None
         self._pending: PublicSnapshot | None = None
@@ -171,9 +171,8 @@ class RequestView(Viewer):
         holding = seat is not None and not seat.queued
         self._submit.label = "Send the new command" if holding else "Request a VM"
         self._show_submit()
-        self._persist()
 
-    def _persist(self) -> None:
+    def _persist(self, *_: object) -> None:
         if self._store.loaded:
             seat = self.state.seat
             self._store.stored = json.dumps(seat.as_dict()) if seat is not None else ""
