@@ -22,7 +22,6 @@ researcher sent, and the CPU of each side. Run alone: `python bench/cross_proces
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import sys
 import time
@@ -36,17 +35,11 @@ if __package__ in (None, ""):
 from sqlalchemy import create_engine
 
 from bench.database import database_server, scratch_database
+from bench.pinned import REQUEST_TIMEOUT, probes_and_pids, wait_holding, waiting_vms
 from bench.procstat import CpuMeter, machine_busy, process_cpu, raise_file_limit, self_cpu, tree_cpu
 from bench.rawhttp import HttpConnection, build_request
 from bench.report import result, table_markdown, target
-from bench.server import (
-    ADMIN_PASSWORD,
-    ADMIN_USER,
-    PROCESS_HEADER,
-    Pinner,
-    ServerProcess,
-    running_server,
-)
+from bench.server import PROCESS_HEADER, Pinner, ServerProcess, running_server
 from bench.stats import latency_ms, rate
 from bench.vmsim import PollingVM, close_all, wait_replies
 from bench.vmtable import Audit, audit, crd_code, crd_command, email, hostnames
@@ -57,7 +50,6 @@ RESEARCHERS = 10
 VM_WAIT_SECONDS = 300.0
 HOLD_TIMEOUT = 180.0
 WAKE_TIMEOUT = 60.0
-REQUEST_TIMEOUT = 30.0
 COLUMNS = [
     ("vms", "VMs"),
     ("researchers", "researcher clients"),
@@ -82,27 +74,6 @@ COLUMNS = [
 ]
 
 
-async def _get(connection: HttpConnection, port: int, path: str, admin: bool = False) -> Any:
-    """GET ``path`` on a pinned connection; its JSON (with the admin login if asked)."""
-    login = base64.b64encode(f"{ADMIN_USER}:{ADMIN_PASSWORD}".encode()).decode()
-    headers = {"Authorization": f"Basic {login}"} if admin else None
-    reply = await connection.request(build_request(path, port, headers=headers), REQUEST_TIMEOUT)
-    if reply.status != 200:
-        raise RuntimeError(f"GET {path}: HTTP {reply.status} {reply.body[:200]!r}")
-    return reply.json()
-
-
-async def _waiting(connection: HttpConnection, port: int, count: int, timeout: float) -> int:
-    """Poll the pinned process's health until it holds ``count`` VMs; the last count."""
-    deadline, held = time.monotonic() + timeout, -1
-    while time.monotonic() < deadline:
-        held = int((await _get(connection, port, "/api/health"))["waiting_vms"])
-        if held >= count:
-            break
-        await asyncio.sleep(0.1)
-    return held
-
-
 def _poll_request(port: int, hostname: str, credential: str) -> bytes:
     body = {"hostname": hostname, "generation": 0}
     return build_request("/vm_startup", port, body, {"Authorization": f"Bearer {credential}"})
@@ -120,7 +91,7 @@ async def _hold(
         vm.reply = vm.connection.send(
             _poll_request(app.port, vm.hostname, credentials[vm.hostname])
         )
-    held = await _waiting(probe, app.port, len(names), HOLD_TIMEOUT)
+    held = await wait_holding(probe, app.port, len(names), HOLD_TIMEOUT)
     await asyncio.sleep(1.0)  # the registrations' notifications settle
     return vms, held
 
@@ -212,16 +183,6 @@ def _vm_results(vms: list[PollingVM], answers: Answers, began: float) -> dict[st
     }
 
 
-async def _side_pids(pinner: Pinner, port: int) -> tuple[dict[str, HttpConnection], dict[str, int]]:
-    """A pinned probe connection per process, and each process's pid (from /api/server)."""
-    probes = {index: (await pinner.pinned(index, 1))[0] for index in (VM_SIDE, RESEARCHER_SIDE)}
-    pids = {
-        index: int((await _get(c, port, "/api/server", admin=True))["pid"])
-        for index, c in probes.items()
-    }
-    return probes, pids
-
-
 async def _take_all(
     app: ServerProcess, vms: list[PollingVM], clients: list[HttpConnection], meter: CpuMeter
 ) -> tuple[Answers, dict[str, Any]]:
@@ -243,12 +204,12 @@ async def _exchange(
     app: ServerProcess, postmaster: int | None, count: int
 ) -> tuple[Answers, dict[str, Any]]:
     pinner = Pinner(app.port)
-    probes, pids = await _side_pids(pinner, app.port)
+    probes, pids = await probes_and_pids(pinner, app.port, (VM_SIDE, RESEARCHER_SIDE))
     vms: list[PollingVM] = []
     clients: list[HttpConnection] = []
     try:
         vms, held = await _hold(app, pinner, hostnames(count, prefix="xproc"), probes[VM_SIDE])
-        other = int((await _get(probes[RESEARCHER_SIDE], app.port, "/api/health"))["waiting_vms"])
+        other = await waiting_vms(probes[RESEARCHER_SIDE], app.port)
         clients = await pinner.pinned(RESEARCHER_SIDE, RESEARCHERS)
         answers, outcome = await _take_all(app, vms, clients, _meter(app, pids, postmaster))
     finally:
@@ -278,6 +239,29 @@ def _row(answers: Answers, outcome: dict[str, Any], checked: Audit, count: int) 
     }
 
 
+NOTES = [
+    "Connections are pinned to a process by keeping those whose GET /api/health reply "
+    "names it (X-LabLink-Process); 'connections opened to pin' counts all opened.",
+    "correct/s: database-audited assignments from the first request to the last "
+    "researcher's answer. Wake after 200: from the researcher's 200 being read to its "
+    "VM's /vm_startup reply being read (negative when the VM was told first); request "
+    "to VM: from the request being sent. The COMMIT (on process 1) lies between them.",
+]
+
+
+def _targets(row: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    wrong = row["errors"] + row["doubles"]
+    return [
+        target(
+            "VMs with their own researcher's code",
+            f"all {count:,}",
+            row["vm_own_command"],
+            row["vm_own_command"] == count,
+        ),
+        target("errors and doubles", "0", wrong, wrong == 0),
+    ]
+
+
 def run(quick: bool) -> dict[str, Any]:
     raise_file_limit()
     count = 50 if quick else 1000
@@ -301,28 +285,8 @@ def run(quick: bool) -> dict[str, Any]:
         [row],
         errors=row["errors"],
         doubles=row["doubles"],
-        targets=[
-            target(
-                "VMs with their own researcher's code",
-                f"all {count:,}",
-                row["vm_own_command"],
-                row["vm_own_command"] == count,
-            ),
-            target(
-                "errors and doubles",
-                "0",
-                row["errors"] + row["doubles"],
-                row["errors"] + row["doubles"] == 0,
-            ),
-        ],
-        notes=[
-            "Connections are pinned to a process by keeping those whose GET /api/health reply "
-            "names it (X-LabLink-Process); 'connections opened to pin' counts all opened.",
-            "correct/s: database-audited assignments from the first request to the last "
-            "researcher's answer. Wake after 200: from the researcher's 200 being read to its "
-            "VM's /vm_startup reply being read (negative when the VM was told first); request "
-            "to VM: from the request being sent. The COMMIT (on process 1) lies between them.",
-        ],
+        targets=_targets(row, count),
+        notes=NOTES,
     )
 
 

@@ -157,11 +157,7 @@ def _add(
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lablink", description="LabLink allocator tools.")
-    parser.add_argument("--config", help="YAML config file (default: $LABLINK_CONFIG)")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _config_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     config = commands.add_parser("config", help="show or check the configuration")
     config_cmds = config.add_subparsers(dest="action", required=True)
     _add(config_cmds, "show", cmd_config_show, "print the effective config, secrets masked")
@@ -169,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(config_cmds, "reference", cmd_config_reference, "every key, its default and meaning")
     validate.add_argument("file", type=Path)
 
+
+def _db_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = commands.add_parser("db", help="database schema tools")
     db_cmds = db.add_subparsers(dest="action", required=True)
     sql = _add(db_cmds, "init-sql", cmd_db_init_sql, "write init.sql (role, database, schema)")
@@ -176,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--schema-only", action="store_true", help="omit role and database")
     _add(db_cmds, "upgrade", cmd_db_upgrade, "create or upgrade the schema in place")
 
+
+def _vm_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     vm = commands.add_parser("vm", help="VM tools")
     vm_cmds = vm.add_subparsers(dest="action", required=True)
     credential = _add(
@@ -191,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = _add(vm_cmds, "revoke", cmd_vm_revoke, "revoke a VM's credential (it gets 401)")
     revoke.add_argument("hostname")
 
+
+def _admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     admin = commands.add_parser("admin", help="admin account tools")
     admin_cmds = admin.add_subparsers(dest="action", required=True)
     _add(admin_cmds, "token", cmd_admin_token, "print the admin API token (Bearer) for scripts")
@@ -204,8 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--stdin", action="store_true", help="read the new password from one line of stdin"
     )
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lablink", description="LabLink allocator tools.")
+    parser.add_argument("--config", help="YAML config file (default: $LABLINK_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for register_own in (_config_commands, _db_commands, _vm_commands, _admin_commands):
+        register_own(commands)
     fleet_cli.register(commands)
     schedule_cli.register(commands)
+    # Other packages (the dashboard's `serve`) add their commands through an entry point.
     for plugin in entry_points(group="lablink.commands"):
         register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
         register = plugin.load()

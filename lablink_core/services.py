@@ -88,18 +88,43 @@ def resolve_database(config: LablinkConfig) -> tuple[str, LocalPostgres | None]:
     return server.url(config.db.dbname), server
 
 
-def open_services(
-    config: LablinkConfig, *, migrate: bool = True, metrics: Metrics | None = None
-) -> Services:
-    """Connect to (or start) the database, bring its schema up to date, build the services
-    (recording into ``metrics`` when given: the server passes its Prometheus metrics)."""
-    metrics = metrics or Metrics()
+def _connect(config: LablinkConfig, migrate: bool) -> tuple[str, Engine, LocalPostgres | None]:
+    """The database's URL and engine (its schema brought up to date unless told not to),
+    and the private cluster started for it, if any."""
     url, server = resolve_database(config)
     if server is not None:
         ensure_database(url)
     engine = make_engine(url, pool_size=config.db.pool_size)
     if migrate:
         upgrade(engine, config.db)
+    return url, engine, server
+
+
+def _session_clock(
+    engine: Engine, config: LablinkConfig, allocator: Allocator, schedules: ScheduleStore
+) -> SessionClock:
+    """Sessions end by taking the VM back, and never run past the next scheduled teardown."""
+
+    def teardown_at(now: dt.datetime) -> dt.datetime | None:
+        upcoming = schedules.next_teardown(now)
+        return None if upcoming is None else upcoming.at
+
+    return SessionClock(
+        engine,
+        config.db.table_name,
+        config.session,
+        release=lambda hostname, reason: allocator.take_back(hostname, reason),
+        teardown_at=teardown_at,
+    )
+
+
+def open_services(
+    config: LablinkConfig, *, migrate: bool = True, metrics: Metrics | None = None
+) -> Services:
+    """Connect to (or start) the database, bring its schema up to date, build the services
+    (recording into ``metrics`` when given: the server passes its Prometheus metrics)."""
+    metrics = metrics or Metrics()
+    url, engine, server = _connect(config, migrate)
     table = config.db.table_name
     store = SecretStore(engine)
     credentials = VMCredentials.from_store(store, config.app.secret_key)
@@ -115,11 +140,6 @@ def open_services(
     )
     schedules = ScheduleStore(engine)
     settings = SettingsStore(engine)
-
-    def teardown_at(now: dt.datetime) -> dt.datetime | None:
-        upcoming = schedules.next_teardown(now)
-        return None if upcoming is None else upcoming.at
-
     return Services(
         config=config,
         url=url,
@@ -137,13 +157,7 @@ def open_services(
         logs=VMLogStore(engine, table),
         settings=settings,
         access=AccessPolicy(config.access, settings),
-        sessions=SessionClock(
-            engine,
-            table,
-            config.session,
-            release=lambda hostname, reason: allocator.take_back(hostname, reason),
-            teardown_at=teardown_at,
-        ),
+        sessions=_session_clock(engine, config, allocator, schedules),
         registry=VMRegistry(engine, table, busy_percent=config.session.gpu_busy_percent),
         secrets=store,
         credentials=credentials,
