@@ -110,6 +110,8 @@ def _single_line(text: object) -> str:
     line = text.strip(_EDGE_WHITESPACE)
     if not line:
         raise _invalid("the Chrome Remote Desktop command is required")
+    if line.isprintable():  # one C call for every ordinary paste: no tab, no control character
+        return line
     for ch in line:
         if ch in "\r\n":
             raise _invalid("the command must be a single line")
@@ -127,8 +129,17 @@ _SHELL_SYNTAX_RE: Final = re.compile(
 )
 
 
+# Every character an expansion or an operator can start with. A line without one of them
+# outside Google's $(hostname) has nothing _SHELL_SYNTAX_RE would report.
+_SHELL_START_RE: Final = re.compile(
+    "[" + re.escape("$" + "".join(sorted({op[0] for op in _SHELL_OPERATORS}))) + "]"
+)
+
+
 def _check_shell_syntax(line: str) -> None:
     """Refuse anything a shell would expand or treat as an operator."""
+    if not _SHELL_START_RE.search(line.replace(HOSTNAME_PLACEHOLDER, "")):
+        return
     for match in _SHELL_SYNTAX_RE.finditer(line):
         kind, text = match.lastgroup, match.group()
         if kind == "placeholder":
@@ -144,35 +155,35 @@ def _check_shell_syntax(line: str) -> None:
         raise _invalid(f"shell operator {text!r} is not allowed")
 
 
+# A word: runs of unquoted characters and quoted strings, up to an unquoted blank. Quotes
+# pair with the next quote of the same kind; there are no escapes.
+_WORD_RE: Final = re.compile(r"""(?:[^ \t'"]+|"[^"]*"|'[^']*')+""")
+_WORD_PART_RE: Final = re.compile(r"""[^'"]+|"([^"]*)"|'([^']*)'""")
+_BLANKS: Final = " \t"
+
+
+def _unquoted(raw: str) -> str:
+    parts = _WORD_PART_RE.finditer(raw)
+    return "".join(m[0] if m[1] is None and m[2] is None else m[1] or m[2] or "" for m in parts)
+
+
 def _tokenize(line: str) -> list[tuple[str, str]]:
     """Split on unquoted blanks; return (raw, unquoted) per word. No escapes exist."""
     tokens: list[tuple[str, str]] = []
-    raw: list[str] = []
-    word: list[str] = []
-    quote = ""
-    for ch in line:
-        if quote:
-            raw.append(ch)
-            if ch == quote:
-                quote = ""
-            else:
-                word.append(ch)
-        elif ch in " \t":
-            if raw:
-                tokens.append(("".join(raw), "".join(word)))
-                raw, word = [], []
-        else:
-            raw.append(ch)
-            if ch in "'\"":
-                quote = ch
-            else:
-                word.append(ch)
-    if quote:
-        kind = "double" if quote == '"' else "single"
-        raise _invalid(f"unbalanced {kind} quote ({quote}) in the command")
-    if raw:
-        tokens.append(("".join(raw), "".join(word)))
-    return tokens
+    at, end = 0, len(line)
+    while True:
+        while at < end and line[at] in _BLANKS:
+            at += 1
+        if at == end:
+            return tokens
+        word = _WORD_RE.match(line, at)
+        stop = word.end() if word else at
+        if stop < end and line[stop] not in _BLANKS:  # a quote with no partner
+            kind = "double" if line[stop] == '"' else "single"
+            raise _invalid(f"unbalanced {kind} quote ({line[stop]}) in the command")
+        raw = line[at:stop]
+        tokens.append((raw, _unquoted(raw)))
+        at = stop
 
 
 def _strip_prefix(tokens: list[tuple[str, str]]) -> list[str]:
