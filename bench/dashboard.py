@@ -11,16 +11,13 @@ model is synced from) is sampled until it shows the assignment. Run alone:
 from __future__ import annotations
 
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import panel as pn
 from sqlalchemy import create_engine
 
 from bench.database import database_server, scratch_database
@@ -37,12 +34,12 @@ from bench.panel_sessions import (
 from bench.procstat import CpuMeter, machine_busy, self_cpu, task_cpu, tree_cpu
 from bench.report import result, table_markdown, target
 from bench.stats import latency_ms, percentile
+from bench.table_sampler import SAMPLE_EVERY, Change, Sampler
 from bench.vmtable import audit, crd_command, email, reset_free_vms
 
 NAME = "dashboard"
 DEADLINE = 10.0  # seconds a session may take to show a change before it counts as an error
 SPACING = 1.3  # seconds between spaced commits: past the live table's 1 s read rate limit
-SAMPLE_EVERY = 0.002  # the sampler's sleep between sweeps over the sessions
 
 COLUMNS = [
     ("vms", "VMs"),
@@ -68,76 +65,6 @@ COLUMNS = [
 ]
 
 
-@dataclass
-class Change:
-    hostname: str
-    email: str
-    committed_at: float
-
-
-class Sampler(threading.Thread):
-    """Sweeps every session's Tabulator value every few milliseconds and records when each
-    one first shows each change.
-
-    Per session only its oldest change not yet seen is looked at (the next ones once it is):
-    a snapshot read after a COMMIT is also read after every earlier one, so no session can
-    show a later change before an earlier one, and a sweep costs one lookup per session.
-    """
-
-    def __init__(self, tabulators: list[pn.widgets.Tabulator]) -> None:
-        super().__init__(name="bench-dashboard-sampler", daemon=True)
-        self.tabulators = tabulators
-        self.changes: list[Change] = []
-        # Per session, in commit order: (change, id of the session's value when committed).
-        self.pending: list[list[tuple[int, int]]] = [[] for _ in tabulators]
-        self.latency: dict[tuple[int, int], float] = {}  # (session, change) -> seconds
-        self.swapped = 0
-        self._lock = threading.Lock()
-        self._stop_event = threading.Event()
-
-    def add(self, change: Change) -> None:
-        with self._lock:
-            index = len(self.changes)
-            self.changes.append(change)
-            for session, tabulator in enumerate(self.tabulators):
-                self.pending[session].append((index, id(tabulator.value)))
-
-    def outstanding(self) -> list[tuple[int, int]]:
-        """(session, change) pairs not seen yet."""
-        with self._lock:
-            return [(s, c) for s, queue in enumerate(self.pending) for c, _ in queue]
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=5)
-
-    def _shown(self, session: int, index: int) -> tuple[bool, int]:
-        change = self.changes[index]
-        value = self.tabulators[session].value
-        try:
-            return bool(value.at[change.hostname, "user_email"] == change.email), id(value)
-        except (KeyError, AttributeError):
-            return False, id(value)
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            for session, queue in enumerate(self.pending):
-                while True:
-                    with self._lock:
-                        if not queue:
-                            break
-                        index, before = queue[0]
-                    shown, now_id = self._shown(session, index)
-                    if not shown:
-                        break
-                    now = time.monotonic()
-                    with self._lock:
-                        queue.pop(0)
-                        self.latency[(session, index)] = now - self.changes[index].committed_at
-                        self.swapped += now_id != before
-            self._stop_event.wait(SAMPLE_EVERY)
-
-
 def _assign(served: Served, index: int) -> Change:
     assignment = served.runtime.services.allocator.request_vm(email(index), crd_command(index))
     return Change(assignment.hostname, assignment.email, time.monotonic())
@@ -148,13 +75,8 @@ def _wait_seen(sampler: Sampler, deadline: float) -> None:
         time.sleep(0.005)
 
 
-def measure(
-    served: Served, count: int, *, spaced: bool, first: int, postmaster: int | None
-) -> dict[str, Any]:
-    """Make ``count`` assignments (emails ``first``..) and time each session seeing each."""
-    views = served.views()
-    sampler = Sampler(views)
-    sampler.start()
+def _meter(sampler: Sampler, postmaster: int | None) -> CpuMeter:
+    """The server's CPU without the sampler's thread, the sampler's, PostgreSQL's."""
     meter = CpuMeter(
         {
             "cpu_server": lambda: self_cpu() - task_cpu(sampler.native_id or 0),
@@ -164,9 +86,10 @@ def measure(
     )
     if postmaster is not None:
         meter.sources["cpu_postgres"] = lambda: tree_cpu(postmaster)
-    reads = served.table.reads
-    meter.start()
-    began = time.monotonic()
+    return meter
+
+
+def _assign_all(served: Served, sampler: Sampler, count: int, first: int, spaced: bool) -> None:
     for i in range(count):
         change = _assign(served, first + i)
         sampler.add(change)
@@ -175,6 +98,30 @@ def measure(
             time.sleep(max(0.0, change.committed_at + SPACING - time.monotonic()))
     if not spaced:
         _wait_seen(sampler, time.monotonic() + DEADLINE)
+
+
+def _spreads(sampler: Sampler, count: int) -> list[float]:
+    """Per change, from the first session showing it to the last."""
+    spreads = []
+    for index in range(count):
+        times = [t for (_, c), t in sampler.latency.items() if c == index]
+        if times:
+            spreads.append(max(times) - min(times))
+    return spreads
+
+
+def measure(
+    served: Served, count: int, *, spaced: bool, first: int, postmaster: int | None
+) -> dict[str, Any]:
+    """Make ``count`` assignments (emails ``first``..) and time each session seeing each."""
+    views = served.views()
+    sampler = Sampler(views)
+    sampler.start()
+    meter = _meter(sampler, postmaster)
+    reads = served.table.reads
+    meter.start()
+    began = time.monotonic()
+    _assign_all(served, sampler, count, first, spaced)
     wall = time.monotonic() - began
     cpu = meter.stop()
     reads = served.table.reads - reads
@@ -182,11 +129,6 @@ def measure(
     late = [pair for pair, seconds in sampler.latency.items() if seconds > DEADLINE]
     missed = sampler.outstanding() + late
     seen = [seconds for seconds in sampler.latency.values() if seconds <= DEADLINE]
-    spreads = []
-    for index in range(count):
-        times = [t for (_, c), t in sampler.latency.items() if c == index]
-        if times:
-            spreads.append(max(times) - min(times))
     return {
         "vms": len(served.table.snapshot),
         "sessions": len(views),
@@ -195,7 +137,7 @@ def measure(
         "seen": len(seen),
         "errors": len(missed),
         **latency_ms(seen),
-        "spread_p50_ms": round(1000 * percentile(spreads, 0.5), 2),
+        "spread_p50_ms": round(1000 * percentile(_spreads(sampler, count), 0.5), 2),
         "reads": reads,
         "reads_per_change": round(reads / count, 2) if count else 0.0,
         "swapped_pct": round(100.0 * sampler.swapped / len(seen), 1) if seen else 0.0,
