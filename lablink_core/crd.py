@@ -157,14 +157,15 @@ def _check_shell_syntax(line: str) -> None:
 
 # A word: runs of unquoted characters and quoted strings, up to an unquoted blank. Quotes
 # pair with the next quote of the same kind; there are no escapes.
-_WORD_RE: Final = re.compile(r"""(?:[^ \t'"]+|"[^"]*"|'[^']*')+""")
-_WORD_PART_RE: Final = re.compile(r"""[^'"]+|"([^"]*)"|'([^']*)'""")
+_WORD_PART: Final = r"""[^ \t'"]+|"[^"]*"|'[^']*'"""
+_WORD_RE: Final = re.compile(f"(?:{_WORD_PART})+")
+_WORD_PART_RE: Final = re.compile(_WORD_PART)
 _BLANKS: Final = " \t"
 
 
 def _unquoted(raw: str) -> str:
-    parts = _WORD_PART_RE.finditer(raw)
-    return "".join(m[0] if m[1] is None and m[2] is None else m[1] or m[2] or "" for m in parts)
+    """A word as the program receives it: each quoted part without its quotes."""
+    return "".join(part[1:-1] if part[0] in "'\"" else part for part in _WORD_PART_RE.findall(raw))
 
 
 def _tokenize(line: str) -> list[tuple[str, str]]:
